@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make demo`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU wheel that lies on this machine's disk; on a CUDA machine set TORCH_SPEC= (empty)
+# to keep whatever torch the environment provides.
+TORCH_SPEC ?= torch==2.13.0
+FACENET_SPEC := facenet-pytorch==2.6.0
+SHARED_DATA := $(abspath ../shared/data)
+export SYNFACE_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+# torch's spinning OpenMP threads starve other work on 2 cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	if [ -n "$(TORCH_SPEC)" ]; then $(PIP) install -q "$(TORCH_SPEC)"; fi
+	$(PIP) install -q -e ".[test]"
+	# MTCNN weights ship as data files in this wheel; its own code (old torch, torchvision) is never used.
+	$(PIP) install -q --no-deps "$(FACENET_SPEC)"
+	touch $@
+
+demo: install
+	$(VENV)/bin/synface evaluate --benchmark lfw --backbone mobilefacenet --random-init \
+		--input-size 112x96 --json runs/demo/lfw_random_init.json
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/evaluate_lfw.py --json runs/bench/evaluate_lfw.json
+
+clean:
+	rm -rf $(VENV) cache runs

@@ -1,0 +1,1 @@
+"""Datasets: verification pair lists (LFW, CSV benchmarks) and identity folders."""

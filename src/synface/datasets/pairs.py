@@ -1,0 +1,157 @@
+"""Verification benchmarks as pair lists: LFW's ``pairs.txt`` and a generic CSV format.
+
+A benchmark names its images once (``images``) and its pairs as index pairs into that list,
+so each image is aligned and embedded once however many pairs use it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.faces.landmarks import find_landmark_file
+from synface.paths import data_path
+
+
+
+@dataclass
+class PairList:
+    name: str
+    image_root: Path
+    images: list[str]  # relative to image_root
+    pairs: np.ndarray  # (P, 2) int, indices into images
+    same: np.ndarray  # (P,) bool
+    folds: np.ndarray  # (P,) int, 0-based
+    landmarks_file: Path | None  # 5-point landmarks of the raw images, if known
+
+    @property
+    def num_folds(self) -> int:
+        return int(self.folds.max()) + 1 if len(self.folds) else 0
+
+
+class _Indexer:
+    """Assigns each distinct image path one index, in order of first use."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, path: str) -> int:
+        if path not in self._index:
+            self._index[path] = len(self.paths)
+            self.paths.append(path)
+        return self._index[path]
+
+
+def lfw_image_path(name: str, number: int) -> str:
+    return f"{name}/{name}_{number:04d}.jpg"
+
+
+def load_lfw_pairs(folder: str | Path, name: str = "lfw") -> PairList:
+    """An LFW-layout benchmark: ``pairs.txt`` (view 2) plus ``images/Name/Name_000N.jpg``.
+
+    Folds are consecutive blocks of matched-then-mismatched pairs as the header declares.
+    """
+    folder = Path(folder)
+    pairs_file = folder / "pairs.txt"
+    if not pairs_file.is_file():
+        raise DataNotFoundError(f"pairs file not found: {pairs_file}")
+    lines = [line.split() for line in pairs_file.read_text().splitlines() if line.strip()]
+    try:
+        num_folds, per_fold = (int(v) for v in lines[0])
+    except (IndexError, ValueError):
+        raise SynfaceError(f"{pairs_file}: first line must be '<folds> <pairs per class per fold>'") from None
+    body = lines[1:]
+    if len(body) != num_folds * per_fold * 2:
+        raise SynfaceError(f"{pairs_file}: header promises {num_folds * per_fold * 2} pairs, found {len(body)}")
+    index = _Indexer()
+    pairs, same = [], []
+    for lineno, fields in enumerate(body, 2):
+        try:
+            if len(fields) == 3:
+                a, b = lfw_image_path(fields[0], int(fields[1])), lfw_image_path(fields[0], int(fields[2]))
+                same.append(True)
+            elif len(fields) == 4:
+                a, b = lfw_image_path(fields[0], int(fields[1])), lfw_image_path(fields[2], int(fields[3]))
+                same.append(False)
+            else:
+                raise ValueError
+        except ValueError:
+            raise SynfaceError(f"{pairs_file}:{lineno}: expected 'name n1 n2' or 'name1 n1 name2 n2'") from None
+        pairs.append((index(a), index(b)))
+    folds = np.repeat(np.arange(num_folds), 2 * per_fold)
+    landmarks = find_landmark_file(folder)
+    return PairList(
+        name=name,
+        image_root=folder / "images",
+        images=index.paths,
+        pairs=np.array(pairs, dtype=np.int64),
+        same=np.array(same, dtype=bool),
+        folds=folds,
+        landmarks_file=landmarks,
+    )
+
+
+def load_pair_csv(path: str | Path) -> PairList:
+    """A generic benchmark: CSV with header ``fold,path1,path2,same``, paths relative to it.
+
+    Images are raw (detected with MTCNN) unless a ``landmarks.txt`` sits beside the CSV.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"pairs CSV not found: {path}")
+    index = _Indexer()
+    pairs, same, folds = [], [], []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        expected = ["fold", "path1", "path2", "same"]
+        if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != expected:
+            raise SynfaceError(f"{path}: header must be '{','.join(expected)}', got {reader.fieldnames}")
+        for lineno, row in enumerate(reader, 2):
+            try:
+                folds.append(int(row["fold"]))
+                flag = row["same"].strip().lower()
+                if flag not in ("0", "1", "true", "false"):
+                    raise ValueError
+                same.append(flag in ("1", "true"))
+            except (ValueError, AttributeError):
+                raise SynfaceError(f"{path}:{lineno}: fold must be an integer and same 0/1/true/false") from None
+            pairs.append((index(row["path1"].strip()), index(row["path2"].strip())))
+    if not pairs:
+        raise SynfaceError(f"{path}: no pairs")
+    fold_ids = np.unique(folds)
+    if len(fold_ids) < 2:
+        raise SynfaceError(f"{path}: need at least 2 folds to pick thresholds on held-out folds")
+    # Renumber folds 0..K-1 whatever the file uses.
+    folds_arr = np.searchsorted(fold_ids, np.array(folds))
+    return PairList(
+        name=path.stem,
+        image_root=path.parent,
+        images=index.paths,
+        pairs=np.array(pairs, dtype=np.int64),
+        same=np.array(same, dtype=bool),
+        folds=folds_arr,
+        landmarks_file=find_landmark_file(path.parent),
+    )
+
+
+NAMED_BENCHMARKS = {"lfw": ("lfw",)}
+
+
+def load_benchmark(spec: str) -> PairList:
+    """``lfw`` (from SYNFACE_DATA), a folder in LFW layout, or a pairs CSV."""
+    if spec in NAMED_BENCHMARKS:
+        return load_lfw_pairs(data_path(*NAMED_BENCHMARKS[spec]), name=spec)
+    path = Path(spec)
+    if path.is_dir() and (path / "pairs.txt").is_file():
+        return load_lfw_pairs(path, name=path.name)
+    if path.suffix.lower() == ".csv":
+        return load_pair_csv(path)
+    raise SynfaceError(
+        f"unknown benchmark {spec!r}: use one of {', '.join(NAMED_BENCHMARKS)}, "
+        "a folder holding pairs.txt and images/, or a pairs CSV (fold,path1,path2,same)"
+    )

@@ -1,0 +1,1 @@
+"""Embeddings and the verification protocol (LFW 10-fold and any pair list)."""

@@ -1,0 +1,50 @@
+"""Face embeddings from aligned uint8 crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from synface.models.inference import autocast_dtype, fuse_for_inference
+
+
+def to_input(batch: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 NHWC crops -> float NCHW in [-1, 1] (the paper's normalisation)."""
+    x = torch.as_tensor(np.asarray(batch)).to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+@torch.inference_mode()
+def embed_crops(
+    model: nn.Module,
+    crops: np.ndarray,
+    batch_size: int | None = None,
+    flip: bool = True,
+    device: torch.device | str = "cpu",
+    channels_last: bool = True,
+    amp: bool = False,
+    desc: str = "embed",
+) -> np.ndarray:
+    """L2-normalised embeddings (N, D) float32; with ``flip`` the embedding of the mirrored
+    crop is added before normalising (the usual LFW test-time augmentation).
+
+    ``amp`` runs the network in reduced precision (bf16 on CPU, fp16 on CUDA): about twice
+    as fast on CPUs with bf16 instructions, at a small cost in embedding precision.
+    """
+    device = torch.device(device)
+    if batch_size is None:
+        # Small batches stay in a CPU's caches; a GPU wants big ones.
+        batch_size = 256 if device.type == "cuda" else 32
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = fuse_for_inference(model.to(device)).to(memory_format=memory_format)
+    out = []
+    with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
+        for start in tqdm(range(0, len(crops), batch_size), desc=desc, unit="batch", leave=False):
+            x = to_input(crops[start : start + batch_size], device).contiguous(memory_format=memory_format)
+            feats = model(x)
+            if flip:
+                feats = feats + model(x.flip(3))
+            out.append(nn.functional.normalize(feats.float(), dim=1).cpu())
+    return torch.cat(out).numpy()

@@ -1,0 +1,1 @@
+"""Real-face front end: 5-point detection (MTCNN), similarity alignment, templates."""

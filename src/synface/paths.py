@@ -1,0 +1,37 @@
+"""Where data, caches and runs live; the only place that reads SYNFACE_* variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synface.errors import DataNotFoundError
+
+
+def data_root() -> Path:
+    """The shared data folder (LFW, celeba-299, face models) named by ``SYNFACE_DATA``."""
+    value = os.environ.get("SYNFACE_DATA")
+    if not value:
+        raise DataNotFoundError(
+            "SYNFACE_DATA is not set: point it at the shared data folder "
+            "(the one holding lfw/, celeba-299/ and facemodels/)"
+        )
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataNotFoundError(f"SYNFACE_DATA={value} is not a folder")
+    return root
+
+
+def data_path(*parts: str) -> Path:
+    """A path inside the data root that must exist."""
+    path = data_root().joinpath(*parts)
+    if not path.exists():
+        raise DataNotFoundError(f"missing data: {path}")
+    return path
+
+
+def cache_root() -> Path:
+    """Git-ignored folder for derived data (aligned crops); ``SYNFACE_CACHE`` overrides."""
+    root = Path(os.environ.get("SYNFACE_CACHE", "cache")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root

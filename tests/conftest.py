@@ -1,0 +1,57 @@
+"""Shared fixtures: the real data folder (tests skip without it) and a private cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _data_root() -> Path | None:
+    value = os.environ.get("SYNFACE_DATA")
+    if value and Path(value).is_dir():
+        return Path(value)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or write the user's cache, and see the shared data when it exists."""
+    saved = {k: os.environ.get(k) for k in ("SYNFACE_CACHE", "SYNFACE_DATA")}
+    os.environ["SYNFACE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    root = _data_root()
+    if root is not None:
+        os.environ["SYNFACE_DATA"] = str(root)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        pytest.skip("SYNFACE_DATA not set and ../shared/data absent: real-data test skipped")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw_root(data_root: Path) -> Path:
+    path = data_root / "lfw"
+    if not (path / "pairs.txt").is_file():
+        pytest.skip(f"LFW not found under {data_root}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw_sample(lfw_root: Path) -> list[str]:
+    """200 LFW images spread over the alphabet (every 20th person's first image)."""
+    people = sorted(p.name for p in (lfw_root / "images").iterdir())
+    return [
+        f"{name}/{sorted(f.name for f in (lfw_root / 'images' / name).iterdir())[0]}" for name in people[::20][:200]
+    ]

@@ -1,0 +1,93 @@
+"""The ``synface`` command end to end on small real data."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synface.cli import app
+from synface.faces.landmarks import read_landmarks
+from synface.faces.templates import template
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def small_lfw_tree(lfw_root, lfw_sample, tmp_path):
+    """Eight LFW images in an identity tree plus one corrupt file, without landmarks."""
+    src = tmp_path / "raw"
+    for rel in lfw_sample[:8]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lfw_root / "images" / rel, src / rel)
+    (src / "Broken").mkdir()
+    (src / "Broken" / "Broken_0001.jpg").write_bytes(b"not a jpeg at all")
+    return src
+
+
+def test_align_detects_aligns_and_lists_skipped_images(small_lfw_tree, tmp_path):
+    dst = tmp_path / "aligned"
+    result = runner.invoke(app, ["align", str(small_lfw_tree), str(dst), "--size", "112x112", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    crops = sorted(dst.rglob("*.png"))
+    assert len(crops) == 8
+    skipped = (dst / "skipped.txt").read_text()
+    assert "Broken/Broken_0001.jpg" in skipped and "cannot read image" in skipped
+    aligned_points = read_landmarks(dst / "landmarks.txt")
+    assert len(aligned_points) == 8
+    # Least-squares alignment maps each face's landmark centroid onto the template's.
+    for points in aligned_points.values():
+        assert np.abs(points.mean(0) - template((112, 112)).mean(0)).max() < 0.01
+    assert len(read_landmarks(dst / "source_landmarks.txt")) == 8
+
+
+def _tiny_benchmark(lfw_root, lfw_sample, tmp_path, corrupt=False):
+    folder = tmp_path / "bench"
+    rels = lfw_sample[:8]
+    for rel in rels:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lfw_root / "images" / rel, folder / rel)
+    if corrupt:
+        (folder / rels[5]).write_bytes(b"\xff\xd8garbage")
+    lines = ["fold,path1,path2,same"]
+    for i in range(8):
+        lines.append(f"{i % 2},{rels[i]},{rels[i]},1")
+        lines.append(f"{i % 2},{rels[i]},{rels[(i + 1) % 8]},0")
+    (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+    return folder / "pairs.csv"
+
+
+def test_evaluate_random_init_on_a_csv_benchmark_writes_the_record(lfw_root, lfw_sample, tmp_path):
+    csv = _tiny_benchmark(lfw_root, lfw_sample, tmp_path)
+    out = tmp_path / "result.json"
+    args = ["evaluate", "--benchmark", str(csv), "--backbone", "mobilefacenet", "--random-init",
+            "--input-size", "56x48", "--device", "cpu", "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    for key in ("benchmark", "pairs", "folds", "accuracy_mean", "accuracy_std", "auc",
+                "tar_at_far_1e-3", "grayscale", "flip", "seconds"):
+        assert key in record
+    assert record["pairs"] == 16 and record["folds"] == 2 and record["grayscale"] is False
+    # Identical-image pairs score 1.0, so even random weights separate them from the rest.
+    assert record["alignment"] == {"mtcnn": 8}
+    # Second run hits the crop cache: no detection, same numbers.
+    again = runner.invoke(app, args + ["--grayscale"])
+    assert again.exit_code == 0
+    assert json.loads(out.read_text())["grayscale"] is True
+
+
+def test_evaluate_fails_clearly_on_a_corrupt_image(lfw_root, lfw_sample, tmp_path):
+    csv = _tiny_benchmark(lfw_root, lfw_sample, tmp_path, corrupt=True)
+    result = runner.invoke(app, ["evaluate", "--benchmark", str(csv), "--backbone", "mobilefacenet",
+                                 "--random-init", "--input-size", "56x48", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert lfw_sample[5].split("/")[-1] in result.output and "cannot read image" in result.output
+
+
+def test_evaluate_rejects_unknown_benchmark_and_bad_arguments():
+    result = runner.invoke(app, ["evaluate", "--benchmark", "megaface", "--backbone", "mobilefacenet", "--random-init"])
+    assert result.exit_code == 2 and "unknown benchmark 'megaface'" in result.output
+    result = runner.invoke(app, ["evaluate", "--benchmark", "lfw"])
+    assert result.exit_code == 2 and "--checkpoint" in result.output
