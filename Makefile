@@ -18,6 +18,9 @@ export OMP_WAIT_POLICY ?= PASSIVE
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
+	# Headless OpenGL for the face renderer: EGL + Mesa llvmpipe (CPU) when not present.
+	if ! ldconfig -p | grep -q libEGL_mesa; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; fi
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(PIP) install -q "$(TORCH_SPEC)"; fi
@@ -27,6 +30,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install
+	$(VENV)/bin/synface preview --out runs/demo/preview.png
 	$(VENV)/bin/synface evaluate --benchmark lfw --backbone mobilefacenet --random-init \
 		--input-size 112x96 --json runs/demo/lfw_random_init.json
 
@@ -35,6 +39,8 @@ test: install
 
 bench: install
 	$(PY) benchmarks/evaluate_lfw.py --json runs/bench/evaluate_lfw.json
+	$(PY) benchmarks/generate_throughput.py --json runs/bench/generate_throughput.json
+	$(PY) benchmarks/generator_realism.py --json runs/bench/generator_realism.json
 
 clean:
 	rm -rf $(VENV) cache runs

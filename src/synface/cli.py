@@ -104,6 +104,30 @@ def evaluate(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+@app.command()
+def preview(
+    out: Path = typer.Option(Path("preview.png"), help="Output PNG."),
+    identities: int = typer.Option(4, min=2, help="Identity rows."),
+    per_group: int = typer.Option(3, min=1, help="Images per varied attribute."),
+    seed: int = typer.Option(0),
+    size: str = typer.Option("112x96"),
+) -> None:
+    """Grid of generated faces: rows of identities under varying pose / expression / light,
+    and an identity-mixup row φ = 0 → 1."""
+    from synface.faces.templates import parse_size
+    from synface.generate.generator import FaceGenerator, GeneratorConfig
+    from synface.generate.preview import preview_grid
+    from synface.imageio import write_image
+
+    try:
+        generator = FaceGenerator(GeneratorConfig(size=parse_size(size), seed=seed))
+        grid = preview_grid(generator, identities, per_group, mixup_steps=1 + 3 * per_group)
+    except (SynfaceError, ValueError) as exc:
+        _fail(exc)
+    write_image(out, grid)
+    console.print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+
+
 def print_result(result: dict) -> None:
     table = Table(title=f"{result['benchmark']}: {result['pairs']} pairs, {result['folds']} folds")
     for col in ("model", "accuracy", "AUC", "TAR@FAR=1e-3", "TAR@FAR=1e-2", "seconds"):

@@ -1,0 +1,216 @@
+"""Procedural appearance: a linear albedo basis over the render mesh's vertices.
+
+albedo = mean + basis @ a, with ``a`` part of the identity vector (so identity mixup stays
+one linear formula). Each basis column is a coloured region mask built from the neutral
+geometry and the 68 landmarks: skin tone, lip / cheek / eye-socket tints, three eyebrow
+shapes, three facial-hair regions, three hairlines, hair colour, iris colour and two skin
+detail fields. At 112x96 a face spans fewer pixels than the mesh has face vertices, so a
+per-vertex basis shows as much as a UV texture would; a learned UV basis can replace it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from synface.facemodel.model import FaceModel, RenderMesh
+
+SKIN = np.array([0.74, 0.57, 0.47])
+MOUTH = np.array([0.30, 0.10, 0.10])
+SOCKET = np.array([0.55, 0.33, 0.30])
+SCLERA = np.array([0.86, 0.83, 0.80])
+IRIS = np.array([0.33, 0.22, 0.15])
+PUPIL = np.array([0.03, 0.03, 0.03])
+
+# name, colour direction (added per unit coefficient inside the mask)
+COMPONENTS = [
+    ("skin_dark", (-0.26, -0.23, -0.21)),
+    ("skin_red", (0.05, -0.02, -0.03)),
+    ("skin_yellow", (0.02, 0.02, -0.05)),
+    ("lip_tint", (0.10, -0.07, -0.05)),
+    ("lip_dark", (-0.10, -0.10, -0.10)),
+    ("cheek_blush", (0.07, -0.03, -0.03)),
+    ("eye_shadow", (-0.10, -0.11, -0.09)),
+    ("brow_arched", (-0.40, -0.40, -0.40)),
+    ("brow_thick", (-0.40, -0.40, -0.40)),
+    ("brow_straight", (-0.40, -0.40, -0.40)),
+    ("moustache", (-0.40, -0.40, -0.40)),
+    ("chin_beard", (-0.40, -0.40, -0.40)),
+    ("stubble", (-0.30, -0.30, -0.30)),
+    ("hair_crown", (-0.50, -0.50, -0.50)),
+    ("hair_mid", (-0.50, -0.50, -0.50)),
+    ("hair_fringe", (-0.50, -0.50, -0.50)),
+    ("hair_red", (0.12, 0.02, -0.04)),
+    ("hair_light", (0.30, 0.28, 0.20)),
+    ("iris_blue", (-0.10, 0.06, 0.22)),
+    ("iris_light", (0.15, 0.14, 0.10)),
+    ("skin_detail_1", (0.02, 0.02, 0.02)),
+    ("skin_detail_2", (0.015, 0.012, 0.008)),
+]
+NAMES = [name for name, _ in COMPONENTS]
+
+
+def _falloff(distance: np.ndarray, radius: float, soft: float) -> np.ndarray:
+    """1 inside ``radius``, 0 beyond ``radius + soft``, smooth in between."""
+    t = np.clip((distance - radius) / soft, 0.0, 1.0)
+    return 1.0 - t * t * (3 - 2 * t)
+
+
+def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance in the x-y plane from each point to a polyline."""
+    p = points[:, None, :2]
+    a, b = line[None, :-1, :2], line[None, 1:, :2]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)
+    return np.linalg.norm(p - (a + t[..., None] * ab), axis=-1).min(1)
+
+
+@dataclass
+class ProceduralAppearance:
+    mean: torch.Tensor  # (V*3,)
+    basis: torch.Tensor  # (K, V*3)
+    names: list[str]
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def albedo(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """(B, K) coefficients -> (B, V, 3) albedo in [0, 1].
+
+        The product runs in float64 and is rounded to float32 so that an image's albedo does
+        not depend on the batch it is computed in (BLAS sums in batch-dependent order)."""
+        out = (self.mean.double() + coefficients.double() @ self.basis.double()).float()
+        return out.view(len(coefficients), -1, 3).clamp_(0.0, 1.0)
+
+
+def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
+    mesh: RenderMesh = model.render_mesh()
+    pos = mesh.neutral.numpy().astype(np.float64)
+    lm = pos[mesh.landmarks68]
+    names = model.region_names
+    region = mesh.region
+    is_region = lambda *rs: np.isin(region, [names.index(r) for r in rs])  # noqa: E731
+    skin = is_region("face", "head_neck").astype(np.float64)
+    front = _falloff(-(pos[:, 2] - 6.0), 0.0, 2.0) * skin  # facing forward (z > ~6 cm)
+    eyes = is_region("eyeball_L", "eyeball_R")
+
+    mean = np.tile(SKIN, (len(pos), 1))
+    mean[is_region("mouth_socket")] = MOUTH
+    mean[is_region("eye_socket_L", "eye_socket_R")] = SOCKET
+    iris = np.zeros(len(pos))
+    for side in ("eyeball_L", "eyeball_R"):
+        sel = is_region(side)
+        centre = pos[sel].mean(0)
+        direction = pos[sel] - centre
+        cos = direction[:, 2] / np.linalg.norm(direction, axis=1)
+        angle = np.arccos(np.clip(cos, -1, 1))
+        colour = np.where((angle < 0.50)[:, None], IRIS, SCLERA)
+        colour = np.where((angle < 0.20)[:, None], PUPIL, colour)
+        mean[sel] = colour
+        iris[np.flatnonzero(sel)[(angle >= 0.20) & (angle < 0.50)]] = 1.0
+    outer_lip = lm[list(range(48, 60)) + [48]]
+    lip_line = np.minimum(_distance_to_polyline(pos, outer_lip), _distance_to_polyline(pos, lm[[60, 61, 62, 63, 64, 65, 66, 67, 60]]))
+    inside = _distance_to_polyline(pos, lm[[48, 51, 54, 57, 48]]) * 0  # lips fill the ring between the contours
+    lips = _falloff(lip_line + inside, 0.2, 0.25) * front * (np.abs(pos[:, 0]) < abs(lm[48, 0]) + 0.2)
+    lips *= (pos[:, 1] < lm[51, 1] + 0.2) & (pos[:, 1] > lm[57, 1] - 0.2)
+    mean += lips[:, None] * np.array([0.06, -0.08, -0.06])
+
+    cheek_centres = np.stack([(lm[2] + lm[31] + lm[36]) / 3, (lm[14] + lm[35] + lm[45]) / 3])
+    cheeks = _falloff(np.linalg.norm(pos[:, None] - cheek_centres[None], axis=2).min(1), 0.6, 1.5) * front
+    sockets = _falloff(np.linalg.norm(pos[:, None] - lm[None, 36:48], axis=2).min(1), 0.4, 0.8) * front
+
+    def brow(dy: float, thickness: float) -> np.ndarray:
+        d = np.minimum(
+            _distance_to_polyline(pos, lm[17:22] + [0, dy, 0]), _distance_to_polyline(pos, lm[22:27] + [0, dy, 0])
+        )
+        return _falloff(d, thickness, 0.25) * front * (pos[:, 1] > lm[36:48, 1].max() + 0.3)
+
+    mouth_y = lm[[48, 54], 1].mean()
+    moustache = (
+        _falloff(np.abs(pos[:, 0]) - abs(lm[48, 0]) - 0.3, 0, 0.4)
+        * (pos[:, 1] < lm[33, 1] - 0.1)
+        * (pos[:, 1] > lm[51, 1] + 0.05)
+        * front
+    )
+    chin = _falloff(np.abs(pos[:, 0]) - 2.0, 0, 0.8) * (pos[:, 1] < lm[57, 1] - 0.2) * (pos[:, 1] > lm[8, 1] - 1.5)
+    stubble = (pos[:, 1] < mouth_y + 0.8) * (pos[:, 1] > lm[8, 1] - 2.0) * (pos[:, 2] > -2.0) * skin * (1 - lips)
+
+    def hair(hairline: float) -> np.ndarray:
+        top = _falloff(hairline - pos[:, 1], 0, 0.6)
+        back = (pos[:, 2] < 2.0) * _falloff(-2.0 - pos[:, 1], 0, 1.5)  # back and sides of the head
+        return np.clip(np.maximum(top, back * (pos[:, 2] < 4.0)), 0, 1) * skin
+
+    rng = np.random.default_rng(20211011)  # fixed: the detail fields are part of the basis
+    detail = []
+    for scale in (1.5, 0.6):
+        waves = rng.normal(size=(24, 3)) / scale
+        phases = rng.uniform(0, 2 * np.pi, 24)
+        field = np.sin(pos @ waves.T + phases).sum(1) / np.sqrt(24)
+        detail.append(field * skin)
+
+    hair_crown, hair_mid, hair_fringe = hair(10.5), hair(8.6), hair(7.0)
+    masks = {
+        "skin_dark": skin,
+        "skin_red": skin,
+        "skin_yellow": skin,
+        "lip_tint": lips,
+        "lip_dark": lips,
+        "cheek_blush": cheeks,
+        "eye_shadow": sockets,
+        "brow_arched": brow(0.35, 0.18),
+        "brow_thick": brow(0.15, 0.38),
+        "brow_straight": brow(0.0, 0.25),
+        "moustache": moustache,
+        "chin_beard": chin * skin,
+        "stubble": stubble,
+        "hair_crown": hair_crown,
+        "hair_mid": np.clip(hair_mid - hair_crown, 0, 1),
+        "hair_fringe": np.clip(hair_fringe - hair_mid, 0, 1),
+        "hair_red": hair_crown,
+        "hair_light": hair_crown,
+        "iris_blue": iris * eyes,
+        "iris_light": iris * eyes,
+        "skin_detail_1": detail[0],
+        "skin_detail_2": detail[1],
+    }
+    basis = np.stack([masks[name][:, None] * np.array(colour) for name, colour in COMPONENTS])
+    return ProceduralAppearance(
+        mean=torch.from_numpy(mean.reshape(-1).astype(np.float32)),
+        basis=torch.from_numpy(basis.reshape(len(COMPONENTS), -1).astype(np.float32)),
+        names=list(NAMES),
+    )
+
+
+def sample_appearance(rng: np.random.Generator) -> np.ndarray:
+    """Prior over the procedural coefficients (documented per group)."""
+    a = np.zeros(len(NAMES), np.float32)
+    idx = {n: i for i, n in enumerate(NAMES)}
+    # Skin tone: from very light (-1) to very dark (+1.8), spread over the whole range.
+    a[idx["skin_dark"]] = rng.uniform(-1.0, 1.8)
+    a[idx["skin_red"]] = rng.normal(0, 1)
+    a[idx["skin_yellow"]] = rng.normal(0, 1)
+    a[idx["lip_tint"]] = rng.normal(0.3, 0.6)
+    a[idx["lip_dark"]] = rng.normal(0, 0.6)
+    a[idx["cheek_blush"]] = rng.normal(0, 0.7)
+    a[idx["eye_shadow"]] = rng.normal(0.3, 0.6)
+    # One dominant eyebrow shape, the others faint.
+    brows = rng.uniform(0.0, 0.3, 3)
+    brows[rng.integers(3)] = rng.uniform(0.5, 1.1)
+    a[[idx["brow_arched"], idx["brow_thick"], idx["brow_straight"]]] = brows
+    # Facial hair for about a third of identities.
+    if rng.random() < 0.35:
+        a[[idx["moustache"], idx["chin_beard"], idx["stubble"]]] = rng.uniform(0, 1, 3) * rng.random(3).round()
+    # Hair: crown almost always, mid hairline usually, fringe sometimes (bald when all small).
+    a[idx["hair_crown"]] = rng.uniform(0.1, 1.2) if rng.random() > 0.08 else 0.0
+    a[idx["hair_mid"]] = a[idx["hair_crown"]] * (rng.random() < 0.75)
+    a[idx["hair_fringe"]] = a[idx["hair_crown"]] * (rng.random() < 0.3)
+    a[idx["hair_red"]] = rng.normal(0, 0.7)
+    a[idx["hair_light"]] = max(0.0, rng.normal(0, 0.6))
+    a[idx["iris_blue"]] = max(0.0, rng.normal(0, 0.8))
+    a[idx["iris_light"]] = rng.normal(0, 0.7)
+    a[idx["skin_detail_1"]] = rng.normal(0, 1)
+    a[idx["skin_detail_2"]] = rng.normal(0, 1)
+    return a

@@ -1,0 +1,159 @@
+"""The ICT-FaceKit morphable model: loading, validation and a trimmed mesh for rendering.
+
+verts = neutral + Σ shape_i · id_basis_i + Σ expr_j · exp_basis_j   (centimetres, +y up,
+the face looks toward +z, +x is the subject's left).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.paths import data_path
+
+REQUIRED = {
+    "neutral": 2,
+    "id_basis": 3,
+    "exp_basis": 3,
+    "exp_names": 1,
+    "exp_in_config": 1,
+    "faces": 2,
+    "face_region": 1,
+    "face_material": 1,
+    "region_names": 1,
+    "material_names": 1,
+    "vertex_region": 1,
+    "landmarks68": 1,
+}
+# Opaque parts a face crop shows. Helper overlays (lacrimal fluid, eye blend/occlusion,
+# lash cards), teeth and gums are left out: at 112x96 they cost triangles and show nothing.
+RENDER_REGIONS = ("face", "head_neck", "mouth_socket", "eye_socket_L", "eye_socket_R", "eyeball_L", "eyeball_R")
+# The iris discs sit under the sclera sphere; the iris is painted onto the sclera instead.
+SKIPPED_MATERIALS = ("M_IrisLeft", "M_IrisRight")
+# 5 alignment points from the 68: eye centres, nose tip, mouth corners (image left first).
+FIVE_POINT_GROUPS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), (30,), (48,), (54,))
+
+
+def default_model_path() -> Path:
+    return data_path("facemodels", "ict-facekit.npz")
+
+
+@dataclass
+class RenderMesh:
+    """The trimmed mesh, its bases restricted to the vertices it uses (torch, float32)."""
+
+    neutral: torch.Tensor  # (V, 3)
+    id_basis: torch.Tensor  # (S, V*3)
+    exp_basis: torch.Tensor  # (E, V*3)
+    faces: torch.Tensor  # (F, 3) int64 into the V vertices
+    region: np.ndarray  # (V,) region id per vertex (names in FaceModel.region_names)
+    five_point_weights: torch.Tensor  # (5, V): rows average the vertices of each point
+    landmarks68: np.ndarray  # (68,) indices into the V vertices
+
+    @property
+    def num_vertices(self) -> int:
+        return self.neutral.shape[0]
+
+
+class FaceModel:
+    """The morphable model loaded from its npz, with clear errors for a bad file."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], source: Path) -> None:
+        self.source = source
+        self.neutral = arrays["neutral"].astype(np.float32)
+        self.id_basis = arrays["id_basis"].astype(np.float32)
+        self.exp_basis = arrays["exp_basis"].astype(np.float32)
+        self.exp_names = [str(n) for n in arrays["exp_names"]]
+        self.exp_in_config = arrays["exp_in_config"].astype(bool)
+        self.faces = arrays["faces"].astype(np.int64)
+        self.face_region = arrays["face_region"].astype(np.int64)
+        self.face_material = arrays["face_material"].astype(np.int64)
+        self.region_names = [str(n) for n in arrays["region_names"]]
+        self.material_names = [str(n) for n in arrays["material_names"]]
+        self.vertex_region = arrays["vertex_region"].astype(np.int64)
+        self.landmarks68 = arrays["landmarks68"].astype(np.int64)
+        self._check(source)
+        self._mesh: RenderMesh | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> FaceModel:
+        path = Path(path) if path is not None else default_model_path()
+        if not path.is_file():
+            raise DataNotFoundError(f"face model not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = sorted(set(REQUIRED) - set(npz.files))
+                if missing:
+                    raise SynfaceError(f"face model {path} lacks arrays: {', '.join(missing)}")
+                arrays = {key: npz[key] for key in REQUIRED}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise SynfaceError(f"face model {path} is not a readable npz file: {exc}") from exc
+        return cls(arrays, path)
+
+    def _check(self, path: Path) -> None:
+        v = self.neutral.shape[0]
+        problems = []
+        if self.neutral.shape != (v, 3):
+            problems.append(f"neutral has shape {self.neutral.shape}, expected (V, 3)")
+        if self.id_basis.ndim != 3 or self.id_basis.shape[1:] != (v, 3):
+            problems.append(f"id_basis has shape {self.id_basis.shape}, expected (S, {v}, 3)")
+        if self.exp_basis.ndim != 3 or self.exp_basis.shape[1:] != (v, 3):
+            problems.append(f"exp_basis has shape {self.exp_basis.shape}, expected (E, {v}, 3)")
+        if len(self.exp_names) != len(self.exp_basis):
+            problems.append("exp_names and exp_basis differ in length")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3 or self.faces.min() < 0 or self.faces.max() >= v:
+            problems.append("faces must be (F, 3) vertex indices")
+        if len(self.face_region) != len(self.faces) or len(self.face_material) != len(self.faces):
+            problems.append("face_region / face_material must have one entry per triangle")
+        if self.landmarks68.shape != (68,) or self.landmarks68.max() >= v:
+            problems.append("landmarks68 must be 68 vertex indices")
+        if problems:
+            raise SynfaceError(f"face model {path} is malformed: " + "; ".join(problems))
+
+    @property
+    def num_shape(self) -> int:
+        return self.id_basis.shape[0]
+
+    @property
+    def num_expressions(self) -> int:
+        return self.exp_basis.shape[0]
+
+    def vertices(self, shape: np.ndarray, expression: np.ndarray | None = None) -> np.ndarray:
+        """Full-resolution vertices (V, 3) for one identity shape and expression."""
+        out = self.neutral + np.tensordot(np.asarray(shape, np.float32), self.id_basis, 1)
+        if expression is not None:
+            out = out + np.tensordot(np.asarray(expression, np.float32), self.exp_basis, 1)
+        return out
+
+    def render_mesh(self) -> RenderMesh:
+        """The trimmed mesh the renderer draws (built once)."""
+        if self._mesh is None:
+            self._mesh = self._build_render_mesh()
+        return self._mesh
+
+    def _build_render_mesh(self) -> RenderMesh:
+        regions = [self.region_names.index(r) for r in RENDER_REGIONS]
+        skipped = [self.material_names.index(m) for m in SKIPPED_MATERIALS if m in self.material_names]
+        keep = np.isin(self.face_region, regions) & ~np.isin(self.face_material, skipped)
+        faces = self.faces[keep]
+        used = np.unique(np.concatenate([faces.ravel(), self.landmarks68]))
+        remap = np.full(len(self.neutral), -1, np.int64)
+        remap[used] = np.arange(len(used))
+        lm = remap[self.landmarks68]
+        weights = np.zeros((5, len(used)), np.float32)
+        for row, group in enumerate(FIVE_POINT_GROUPS):
+            weights[row, lm[list(group)]] = 1.0 / len(group)
+        return RenderMesh(
+            neutral=torch.from_numpy(self.neutral[used].copy()),
+            id_basis=torch.from_numpy(self.id_basis[:, used].reshape(self.num_shape, -1).copy()),
+            exp_basis=torch.from_numpy(self.exp_basis[:, used].reshape(self.num_expressions, -1).copy()),
+            faces=torch.from_numpy(remap[faces]),
+            region=self.vertex_region[used],
+            five_point_weights=torch.from_numpy(weights),
+            landmarks68=lm,
+        )

@@ -1,0 +1,1 @@
+"""The controllable face generator and identity mixup."""

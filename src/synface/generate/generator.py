@@ -1,0 +1,214 @@
+"""The controllable face generator: latents -> deformed mesh -> rasterised, aligned crops.
+
+Every image is rendered directly in the aligned frame: the 5 landmarks (eye centres, nose tip,
+mouth corners) are projected, the similarity that puts them on the template of
+``synface.faces.templates`` is folded into the projection, and the face is rasterised at
+``supersample`` times the crop size and box-filtered down. Real and synthetic crops therefore
+share one template and one pixel convention.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from synface.facemodel.appearance import build_procedural_appearance
+from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity
+from synface.facemodel.model import FIVE_POINT_GROUPS, FaceModel
+from synface.faces.align import similarity_transform
+from synface.faces.templates import parse_size, template
+from synface.render.background import procedural_backgrounds
+from synface.seeding import identity_rng, sample_rng
+
+# The head turns about a point between the ears, roughly the top of the neck (cm).
+PIVOT = np.array([0.0, 0.0, -1.0], np.float32)
+
+
+@dataclass
+class GeneratorConfig:
+    size: tuple[int, int] = (112, 96)
+    supersample: int = 2
+    seed: int = 0
+    slots: int = 64
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    model_path: str | None = None
+
+
+def rotation_matrices(pose: np.ndarray) -> np.ndarray:
+    """(B, 3) yaw (about y), pitch (about x), roll (about z) -> (B, 3, 3), applied R = Rz Rx Ry."""
+    yaw, pitch, roll = pose[:, 0], pose[:, 1], pose[:, 2]
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    one, zero = np.ones_like(yaw), np.zeros_like(yaw)
+    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).reshape(-1, 3, 3)
+    # Positive pitch tilts the chin down (the face looks down).
+    rx = np.stack([one, zero, zero, zero, cp, sp, zero, -sp, cp], 1).reshape(-1, 3, 3)
+    rz = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], 1).reshape(-1, 3, 3)
+    return rz @ rx @ ry
+
+
+class FaceGenerator:
+    def __init__(self, config: GeneratorConfig | None = None, model: FaceModel | None = None) -> None:
+        self.config = config or GeneratorConfig()
+        self.size = parse_size(self.config.size)
+        self.model = model or FaceModel.load(self.config.model_path)
+        self.mesh = self.model.render_mesh()
+        self.appearance = build_procedural_appearance(self.model)
+        h, w = self.size
+        s = self.config.supersample
+        self.render_size = (h * s, w * s)
+        self.render_template = template(self.render_size)
+        self._basis64 = torch.cat([self.mesh.id_basis, self.mesh.exp_basis]).double()
+        self._five_groups = [
+            [int(self.mesh.landmarks68[k]) for k in group] for group in FIVE_POINT_GROUPS
+        ]
+        self._renderer = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from synface.render.gl import MeshRenderer
+
+            self._renderer = MeshRenderer(
+                *self.render_size, self.mesh.faces.numpy(), self.mesh.num_vertices, self.config.slots
+            )
+        return self._renderer
+
+    # ---- latents -------------------------------------------------------------------------
+    def identity(self, identity: int, namespace: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """(shape, appearance) of identity ``identity`` in ``namespace``."""
+        rng = identity_rng(self.config.seed, namespace, identity)
+        return sample_identity(rng, self.model.num_shape, self.config.sampler)
+
+    def latents(
+        self,
+        identities: list[int],
+        samples: list[int],
+        namespace: str = "train",
+        identity_vectors: np.ndarray | None = None,
+        sampler: SamplerConfig | None = None,
+    ) -> Latents:
+        """Latents of images (identity[i], sample[i]); ``identity_vectors`` (B, S+K) overrides
+        the identity part (identity mixup), the attributes still come from (identity, sample)."""
+        rows = []
+        for b, (ident, sample) in enumerate(zip(identities, samples)):
+            shape, appearance = self.identity(ident, namespace)
+            if identity_vectors is not None:
+                shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
+            rng = sample_rng(self.config.seed, namespace, ident, sample)
+            attrs = sample_attributes(rng, self.model.exp_names, sampler or self.config.sampler)
+            rows.append(
+                Latents(
+                    shape=np.asarray(shape, np.float32)[None],
+                    appearance=np.asarray(appearance, np.float32)[None],
+                    expression=attrs["expression"][None],
+                    illumination=attrs["illumination"][None],
+                    pose=attrs["pose"][None],
+                    camera_distance=np.array([attrs["camera_distance"]], np.float32),
+                    background=attrs["background"][None],
+                )
+            )
+        return Latents.stack(rows)
+
+    # ---- geometry ------------------------------------------------------------------------
+    def geometry(self, latents: Latents) -> dict[str, torch.Tensor]:
+        """Posed vertices' aligned pixel positions, depth, normals and the 5 landmarks.
+
+        Each image's numbers must not depend on the rest of its batch (determinism): the one
+        big product, coefficients x basis, runs in float64 and is rounded to float32, which
+        hides BLAS's batch-size-dependent summation order; the rest is elementwise.
+        """
+        mesh = self.mesh
+        coeffs = torch.from_numpy(np.concatenate([latents.shape, latents.expression], axis=1)).double()
+        verts = mesh.neutral + (coeffs @ self._basis64).float().view(len(latents), -1, 3)
+        rot = torch.from_numpy(rotation_matrices(latents.pose).astype(np.float32))
+        pivot = torch.from_numpy(PIVOT)
+        verts = _linear3(verts - pivot, rot) + pivot
+        normals = vertex_normals(verts, mesh.faces)
+        # Pinhole camera on +z looking at the origin; focal length 1 (alignment rescales).
+        z_cam = torch.from_numpy(latents.camera_distance)[:, None] - verts[..., 2]
+        image = torch.stack([verts[..., 0] / z_cam, -verts[..., 1] / z_cam], dim=-1)
+        five = torch.stack([image[:, list(group)].mean(1) for group in self._five_groups], dim=1)  # (B, 5, 2)
+        matrices = torch.from_numpy(
+            np.stack([similarity_transform(p, self.render_template) for p in five.double().numpy()]).astype(np.float32)
+        )
+        pixels = _affine2(image, matrices)
+        # Depth: 0..1 over a 60 cm slab around the face.
+        near = torch.from_numpy(latents.camera_distance)[:, None] - 30.0
+        depth = ((z_cam - near) / 60.0).clamp(0.0, 1.0)
+        return {
+            "pixels": pixels,  # (B, V, 2) in the supersampled aligned frame
+            "depth": depth,
+            "normals": normals,
+            "landmarks5": _affine2(five, matrices),  # aligned, supersampled frame
+            "camera_image": image,  # (B, V, 2) before alignment (focal length 1)
+            "alignment": matrices,
+        }
+
+    # ---- images --------------------------------------------------------------------------
+    def render(self, latents: Latents, keys: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (B, h, w, 3) aligned crops. ``keys`` fix each image's atlas slot; pass a
+        stable per-image number (e.g. its index in the dataset) for batch-independent bytes."""
+        keys = np.arange(len(latents)) if keys is None else np.asarray(keys)
+        t0 = time.perf_counter()
+        geo = self.geometry(latents)
+        albedo = self.appearance.albedo(torch.from_numpy(latents.appearance))
+        t1 = time.perf_counter()
+        rgba = self.renderer.render(
+            geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(), albedo.numpy(),
+            latents.illumination, keys,
+        )
+        t2 = time.perf_counter()
+        images = self._finish(rgba, latents.background)
+        t3 = time.perf_counter()
+        for stage, dt in (("geometry", t1 - t0), ("raster", t2 - t1), ("composite", t3 - t2)):
+            self.timings[stage] = self.timings.get(stage, 0.0) + dt
+        return images
+
+    def _finish(self, rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
+        """Box-filter the supersampled render down and composite it over the background."""
+        s = self.config.supersample
+        b, hh, ww, _ = rgba.shape
+        x = torch.from_numpy(rgba).float().view(b, hh // s, s, ww // s, s, 4).mean(dim=(2, 4)) / 255.0
+        bg = procedural_backgrounds(torch.from_numpy(background), self.size)
+        alpha = x[..., 3:]
+        out = x[..., :3] + (1.0 - alpha) * bg  # colour is premultiplied by coverage (black clear)
+        return (out * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+    def generate(self, identities: list[int], samples: list[int], namespace: str = "train") -> np.ndarray:
+        """Images (identity[i], sample[i]); each one's bytes depend only on its own
+        (seed, namespace, identity, sample), whatever else is in the call."""
+        keys = np.array([image_key(i, s) for i, s in zip(identities, samples)])
+        return self.render(self.latents(identities, samples, namespace), keys)
+
+
+def image_key(identity: int, sample: int) -> int:
+    """A stable atlas slot key: consecutive samples of one identity get consecutive slots."""
+    return int(identity) * 50 + int(sample)
+
+
+def _linear3(points: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3) @ (B, 3, 3)^T, written elementwise so no BLAS kernel choice depends on B."""
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    rows = [m[:, r, 0, None] * x + m[:, r, 1, None] * y + m[:, r, 2, None] * z for r in range(3)]
+    return torch.stack(rows, dim=-1)
+
+
+def _affine2(points: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Apply (B, 2, 3) affine matrices to (B, N, 2) points, elementwise."""
+    x, y = points[..., 0], points[..., 1]
+    rows = [m[:, r, 0, None] * x + m[:, r, 1, None] * y + m[:, r, 2, None] for r in range(2)]
+    return torch.stack(rows, dim=-1)
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted vertex normals (B, V, 3) of triangle meshes sharing ``faces``."""
+    a, b, c = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
+    face_normals = torch.cross(b - a, c - a, dim=-1)
+    normals = torch.zeros_like(verts)
+    for k in range(3):
+        normals.index_add_(1, faces[:, k], face_normals)
+    return torch.nn.functional.normalize(normals, dim=-1)

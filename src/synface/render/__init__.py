@@ -1,0 +1,1 @@
+"""Rasterisation of the face mesh (OpenGL through moderngl, headless EGL)."""

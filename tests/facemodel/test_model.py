@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.facemodel.latents import SamplerConfig, sample_attributes, sample_expression
+from synface.facemodel.model import FaceModel, RENDER_REGIONS
+from synface.seeding import identity_rng, sample_rng
+
+
+@pytest.fixture(scope="module")
+def model(data_root):
+    return FaceModel.load(data_root / "facemodels" / "ict-facekit.npz")
+
+
+def test_model_loads_and_trims_to_the_render_regions(model):
+    assert model.num_shape == 100 and model.num_expressions == 57
+    mesh = model.render_mesh()
+    assert mesh.faces.max() < mesh.num_vertices
+    kept = {model.region_names[r] for r in np.unique(mesh.region)}
+    assert kept <= set(RENDER_REGIONS)
+    assert mesh.num_vertices < len(model.neutral) and len(mesh.faces) < len(model.faces)
+    # The 5-point rows average whole vertex groups.
+    assert np.allclose(mesh.five_point_weights.sum(1).numpy(), 1.0)
+
+
+def test_missing_face_model_is_a_clear_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match="face model not found: .*nope.npz"):
+        FaceModel.load(tmp_path / "nope.npz")
+
+
+def test_malformed_face_model_files_are_clear_errors(tmp_path, model):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(SynfaceError, match="garbage.npz is not a readable npz"):
+        FaceModel.load(garbage)
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, neutral=model.neutral)
+    with pytest.raises(SynfaceError, match="partial.npz lacks arrays: .*id_basis"):
+        FaceModel.load(partial)
+    arrays = {k: getattr(model, k) for k in ("neutral", "exp_basis", "faces", "face_region", "face_material",
+                                               "vertex_region", "landmarks68")}
+    arrays.update(id_basis=model.id_basis[:, :10], exp_names=np.array(model.exp_names),
+                  exp_in_config=model.exp_in_config, region_names=np.array(model.region_names),
+                  material_names=np.array(model.material_names))
+    bad = tmp_path / "bad_shapes.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(SynfaceError, match="bad_shapes.npz is malformed: id_basis"):
+        FaceModel.load(bad)
+
+
+def test_seed_streams_depend_only_on_their_keys():
+    a = identity_rng(0, "train", 5).normal(size=4)
+    assert np.array_equal(a, identity_rng(0, "train", 5).normal(size=4))
+    assert not np.array_equal(a, identity_rng(0, "syn_lfw", 5).normal(size=4))
+    assert not np.array_equal(sample_rng(0, "train", 5, 0).random(3), sample_rng(0, "train", 5, 1).random(3))
+
+
+def test_expression_sampler_is_sparse_and_varied(model):
+    rng = np.random.default_rng(0)
+    draws = np.stack([sample_expression(rng, model.exp_names, 2.0) for _ in range(500)])
+    active = (draws > 0).sum(1)
+    assert 1.0 < active.mean() < 8.0  # a few blendshapes at a time, not all
+    assert ((draws >= 0) & (draws <= 1)).all()
+    used = (draws > 0).any(0)
+    assert used.sum() >= 30  # many expressions, not just smiles
+    smile = model.exp_names.index("mouthSmile_L")
+    assert (draws[:, smile] > 0).mean() < 0.3
+
+
+def test_fixed_attributes_stay_canonical(model):
+    config = SamplerConfig(vary=("expression",))
+    a = sample_attributes(np.random.default_rng(1), model.exp_names, config)
+    b = sample_attributes(np.random.default_rng(2), model.exp_names, config)
+    assert np.array_equal(a["pose"], b["pose"]) and np.array_equal(a["illumination"], b["illumination"])
+    with pytest.raises(ValueError, match="unknown attributes"):
+        SamplerConfig(vary=("hairstyle",))
