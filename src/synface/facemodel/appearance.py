@@ -113,8 +113,7 @@ def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
         iris[np.flatnonzero(sel)[(angle >= 0.20) & (angle < 0.50)]] = 1.0
     outer_lip = lm[list(range(48, 60)) + [48]]
     lip_line = np.minimum(_distance_to_polyline(pos, outer_lip), _distance_to_polyline(pos, lm[[60, 61, 62, 63, 64, 65, 66, 67, 60]]))
-    inside = _distance_to_polyline(pos, lm[[48, 51, 54, 57, 48]]) * 0  # lips fill the ring between the contours
-    lips = _falloff(lip_line + inside, 0.2, 0.25) * front * (np.abs(pos[:, 0]) < abs(lm[48, 0]) + 0.2)
+    lips = _falloff(lip_line, 0.2, 0.25) * front * (np.abs(pos[:, 0]) < abs(lm[48, 0]) + 0.2)
     lips *= (pos[:, 1] < lm[51, 1] + 0.2) & (pos[:, 1] > lm[57, 1] - 0.2)
     mean += lips[:, None] * np.array([0.06, -0.08, -0.06])
 
