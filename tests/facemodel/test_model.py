@@ -19,8 +19,9 @@ def test_model_loads_and_trims_to_the_render_regions(model):
     kept = {model.region_names[r] for r in np.unique(mesh.region)}
     assert kept <= set(RENDER_REGIONS)
     assert mesh.num_vertices < len(model.neutral) and len(mesh.faces) < len(model.faces)
-    # The 5-point rows average whole vertex groups.
-    assert np.allclose(mesh.five_point_weights.sum(1).numpy(), 1.0)
+    # The 5 alignment points: eye centres average 6 eyelid landmarks, the rest one vertex each.
+    assert [len(g) for g in mesh.five_point_groups] == [6, 6, 1, 1, 1]
+    assert max(max(g) for g in mesh.five_point_groups) < mesh.num_vertices
 
 
 def test_missing_face_model_is_a_clear_error(tmp_path):

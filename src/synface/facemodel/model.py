@@ -52,7 +52,7 @@ class RenderMesh:
     exp_basis: torch.Tensor  # (E, V*3)
     faces: torch.Tensor  # (F, 3) int64 into the V vertices
     region: np.ndarray  # (V,) region id per vertex (names in FaceModel.region_names)
-    five_point_weights: torch.Tensor  # (5, V): rows average the vertices of each point
+    five_point_groups: list[list[int]]  # per alignment point, the vertices it averages
     landmarks68: np.ndarray  # (68,) indices into the V vertices
 
     @property
@@ -145,15 +145,12 @@ class FaceModel:
         remap = np.full(len(self.neutral), -1, np.int64)
         remap[used] = np.arange(len(used))
         lm = remap[self.landmarks68]
-        weights = np.zeros((5, len(used)), np.float32)
-        for row, group in enumerate(FIVE_POINT_GROUPS):
-            weights[row, lm[list(group)]] = 1.0 / len(group)
         return RenderMesh(
             neutral=torch.from_numpy(self.neutral[used].copy()),
             id_basis=torch.from_numpy(self.id_basis[:, used].reshape(self.num_shape, -1).copy()),
             exp_basis=torch.from_numpy(self.exp_basis[:, used].reshape(self.num_expressions, -1).copy()),
             faces=torch.from_numpy(remap[faces]),
             region=self.vertex_region[used],
-            five_point_weights=torch.from_numpy(weights),
+            five_point_groups=[[int(lm[k]) for k in group] for group in FIVE_POINT_GROUPS],
             landmarks68=lm,
         )

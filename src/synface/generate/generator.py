@@ -17,7 +17,7 @@ import torch
 
 from synface.facemodel.appearance import build_procedural_appearance
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity
-from synface.facemodel.model import FIVE_POINT_GROUPS, FaceModel
+from synface.facemodel.model import FaceModel
 from synface.faces.align import similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.render.background import procedural_backgrounds
@@ -61,9 +61,6 @@ class FaceGenerator:
         self.render_size = (h * s, w * s)
         self.render_template = template(self.render_size)
         self._basis64 = torch.cat([self.mesh.id_basis, self.mesh.exp_basis]).double()
-        self._five_groups = [
-            [int(self.mesh.landmarks68[k]) for k in group] for group in FIVE_POINT_GROUPS
-        ]
         self._renderer = None
         self.timings: dict[str, float] = {}
 
@@ -131,7 +128,7 @@ class FaceGenerator:
         # Pinhole camera on +z looking at the origin; focal length 1 (alignment rescales).
         z_cam = torch.from_numpy(latents.camera_distance)[:, None] - verts[..., 2]
         image = torch.stack([verts[..., 0] / z_cam, -verts[..., 1] / z_cam], dim=-1)
-        five = torch.stack([image[:, list(group)].mean(1) for group in self._five_groups], dim=1)  # (B, 5, 2)
+        five = torch.stack([image[:, list(group)].mean(1) for group in mesh.five_point_groups], dim=1)  # (B, 5, 2)
         matrices = torch.from_numpy(
             np.stack([similarity_transform(p, self.render_template) for p in five.double().numpy()]).astype(np.float32)
         )

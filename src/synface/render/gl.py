@@ -123,14 +123,15 @@ class MeshRenderer:
 
     def _pass(self, taken, pixels, depth, normals, albedo, sh, out) -> None:
         ctx, mgl = self.ctx, self._moderngl
-        data = np.zeros((self.slots, self.num_vertices, 9), np.float32)
+        # Only the slots drawn in this pass are uploaded; the others are not drawn.
+        block = np.empty((self.num_vertices, 9), np.float32)
         for slot, i in taken.items():
-            ndc_x = (pixels[i, :, 0] + 0.5) * (2.0 / self.width) - 1.0
-            ndc_y = 1.0 - (pixels[i, :, 1] + 0.5) * (2.0 / self.height)
-            data[slot, :, 0], data[slot, :, 1], data[slot, :, 2] = ndc_x, ndc_y, depth[i] * 2.0 - 1.0
-            data[slot, :, 3:6] = normals[i]
-            data[slot, :, 6:9] = albedo[i]
-        self.vbo.write(data.tobytes())
+            block[:, 0] = (pixels[i, :, 0] + 0.5) * (2.0 / self.width) - 1.0
+            block[:, 1] = 1.0 - (pixels[i, :, 1] + 0.5) * (2.0 / self.height)
+            block[:, 2] = depth[i] * 2.0 - 1.0
+            block[:, 3:6] = normals[i]
+            block[:, 6:9] = albedo[i]
+            self.vbo.write(block.tobytes(), offset=slot * block.nbytes)
         self.fbo.use()
         ctx.enable(mgl.DEPTH_TEST)
         ctx.scissor = None
