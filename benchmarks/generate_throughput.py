@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synface.generate.generator import FaceGenerator, GeneratorConfig
+from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
 
 
 def main() -> None:
@@ -38,7 +38,8 @@ def main() -> None:
         t = time.perf_counter()
         lat = gen.latents(list(ids[i : i + args.batch]), list(samples[i : i + args.batch]))
         latent_time += time.perf_counter() - t
-        images = gen.render(lat, keys=ids[i : i + args.batch] * 50 + samples[i : i + args.batch])
+        keys = [image_key(k, s) for k, s in zip(ids[i : i + args.batch], samples[i : i + args.batch])]
+        images = gen.render(lat, keys=np.array(keys))
         assert images.dtype == np.uint8
     total = time.perf_counter() - start
     result = {
