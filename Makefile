@@ -29,10 +29,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --no-deps "$(FACENET_SPEC)"
 	touch $@
 
+# generate a small identity-mixup set -> train the cpu preset -> evaluate LFW -> runs/demo/report.md
 demo: install
-	$(VENV)/bin/synface preview --out runs/demo/preview.png
-	$(VENV)/bin/synface evaluate --benchmark lfw --backbone mobilefacenet --random-init \
-		--input-size 112x96 --json runs/demo/lfw_random_init.json
+	$(VENV)/bin/synface demo --out runs/demo --data data/demo
 
 test: install
 	$(PY) -m pytest -q
@@ -41,6 +40,9 @@ bench: install
 	$(PY) benchmarks/evaluate_lfw.py --json runs/bench/evaluate_lfw.json
 	$(PY) benchmarks/generate_throughput.py --json runs/bench/generate_throughput.json
 	$(PY) benchmarks/generator_realism.py --json runs/bench/generator_realism.json
+	$(PY) benchmarks/loader_throughput.py --json runs/bench/loader_throughput.json
+	$(PY) benchmarks/train_throughput.py --json runs/bench/train_throughput.json
+	$(PY) benchmarks/learning_check.py --json runs/bench/learning_check.json
 
 clean:
-	rm -rf $(VENV) cache runs
+	rm -rf $(VENV) cache runs data

@@ -11,7 +11,6 @@ Needs SYNFACE_DATA with lfw/images + lfw/lfw_landmark.txt (a subset is fine) and
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from synface.faces.mtcnn import MTCNN
 from synface.imageio import read_rgb
 from synface.models import get_backbone
 from synface.paths import data_path
+
+from common import write_result
 
 
 def main() -> None:
@@ -74,9 +75,7 @@ def main() -> None:
         result["generator_stage_seconds"] = gen.timings
     except Exception as exc:  # report, do not hide: the other checks still count
         result["generator_error"] = f"{type(exc).__name__}: {exc}"
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

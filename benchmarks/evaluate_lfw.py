@@ -23,6 +23,8 @@ from synface.faces.pipeline import aligned_crops
 from synface.models import get_backbone
 from synface.runtime import resolve_device, tune_cpu_allocator
 
+from common import write_result
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -60,8 +62,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     print(json.dumps({k: result[k] for k in ("seconds", "seconds_amp", "goal_seconds")}))
 
 

@@ -9,7 +9,6 @@ supersample filter + background) and the OpenGL renderer in use.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+
+from common import write_result
 
 
 def main() -> None:
@@ -56,9 +57,7 @@ def main() -> None:
         "gl_renderer": gen.renderer.ctx.info["GL_RENDERER"],
         "cpu_count": os.cpu_count(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ ground truth, and the mean pixel-space intra-class variation when one attribute 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ import numpy as np
 from synface.facemodel.latents import SamplerConfig
 from synface.faces.mtcnn import MTCNN
 from synface.generate.generator import FaceGenerator, GeneratorConfig
+
+from common import write_result
 
 
 def main() -> None:
@@ -57,9 +58,7 @@ def main() -> None:
         "landmark_error_px_p90": float(np.percentile(errors, 90)),
         "intra_class_pixel_std": intra_class_variation(gen),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.json, result)
 
 
 def intra_class_variation(gen: FaceGenerator, identities: int = 16, per_identity: int = 8) -> dict:

@@ -91,3 +91,29 @@ def test_evaluate_rejects_unknown_benchmark_and_bad_arguments():
     assert result.exit_code == 2 and "unknown benchmark 'megaface'" in result.output
     result = runner.invoke(app, ["evaluate", "--benchmark", "lfw"])
     assert result.exit_code == 2 and "--checkpoint" in result.output
+
+
+def test_dataset_commands_generate_stats_export(tmp_path, data_root):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text("name: mini\nidentities: 3\nsamples: 2\nmixup: syn2\n")
+    out = tmp_path / "mini"
+    result = runner.invoke(app, ["generate", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["stats", str(out), "--out", str(tmp_path / "stats")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "stats" / "stats.json").read_text())
+    assert summary["images"] == 6 and summary["identities"] == 3
+    assert (tmp_path / "stats" / "contact_sheet.png").is_file() and (tmp_path / "stats" / "distributions.png").is_file()
+    result = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "folder")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.parent.name for p in (tmp_path / "folder").rglob("*.png")) == ["id_000000"] * 2 + ["id_000001"] * 2 + [
+        "id_000002"] * 2
+
+
+def test_generate_rejects_bad_specs_clearly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nidentities: 3\nsamples: 2\nwidht: 4\n")
+    result = runner.invoke(app, ["generate", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown key(s) 'widht'" in result.output
+    result = runner.invoke(app, ["generate", "no_such_set", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown dataset spec 'no_such_set'" in result.output

@@ -128,6 +128,212 @@ def preview(
     console.print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
 
 
+# ---- datasets ------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    spec: str = typer.Argument(..., help="A dataset spec: a name under configs/datasets/ or a YAML path."),
+    out: Path = typer.Option(..., help="Dataset directory (created; resumed if it holds a partial run)."),
+    workers: int = typer.Option(1, min=1, help="Processes; each renders whole shards."),
+    shard: Optional[str] = typer.Option(None, help="i/N: make only shards k with k % N == i (split across machines)."),
+    scale: Optional[float] = typer.Option(None, help="Multiply every identity count (CPU-sized versions of a spec)."),
+    width: Optional[int] = typer.Option(None, min=1, help="Total identities (groups keep their proportions)."),
+    depth: Optional[int] = typer.Option(None, min=1, help="Images per identity (balanced specs)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep finished shards of an earlier run."),
+) -> None:
+    """Generate a synthetic dataset: sharded, resumable, identical bytes whatever the split."""
+    from synface.datasets.build import ShardSelection, generate_dataset
+    from synface.datasets.spec import load_spec, resolve_spec
+
+    try:
+        resolved = resolve_spec(load_spec(spec), scale=scale, width=width, depth=depth)
+        console.print(
+            f"{resolved.name}: {resolved.num_identities} identities, {resolved.num_images} images, "
+            f"{resolved.num_shards} shards, mixup {resolved.mixup}, varying {', '.join(resolved.sampler.vary) or 'nothing'}"
+        )
+        summary = generate_dataset(resolved, out, workers=workers, shards=ShardSelection.parse(shard), resume=resume)
+    except SynfaceError as exc:
+        _fail(exc)
+    state = "complete" if summary["complete"] else "partial (other shards still missing; see `synface merge`)"
+    console.print(f"{out}: made {summary['made']} shard(s), kept {summary['skipped']}; dataset {state}")
+
+
+@app.command()
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Dataset directories made with --shard i/N."),
+    out: Path = typer.Option(..., help="Merged dataset directory."),
+) -> None:
+    """Merge shards generated on different machines into one dataset."""
+    from synface.datasets.build import merge_datasets
+
+    try:
+        summary = merge_datasets(parts, out)
+    except SynfaceError as exc:
+        _fail(exc)
+    if summary["complete"]:
+        console.print(f"{out}: complete, {summary['num_shards']} shards ({summary['copied']} copied)")
+    else:
+        console.print(f"{out}: still missing shards {summary['missing'][:20]}")
+        raise typer.Exit(code=1)
+
+
+@app.command("syn-lfw")
+def syn_lfw(
+    out: Path = typer.Option(..., help="Output folder (LFW layout: images/, pairs.txt, landmarks.txt)."),
+    ratio: Optional[float] = typer.Option(None, help="Syn-LFW-R: mix each identity with another at ratio R."),
+    lfw: Optional[Path] = typer.Option(None, help="LFW folder to mirror; default $SYNFACE_DATA/lfw."),
+    seed: int = typer.Option(0),
+    size: str = typer.Option("112x96"),
+) -> None:
+    """Syn-LFW: LFW's pairs with synthetic people in LFW's poses and light (resumable)."""
+    from synface.datasets.syn_lfw import SynLfwConfig, build_syn_lfw
+    from synface.paths import data_path
+
+    try:
+        info = build_syn_lfw(out, lfw or data_path("lfw"), SynLfwConfig(ratio=ratio, seed=seed, size=size))
+    except SynfaceError as exc:
+        _fail(exc)
+    console.print(f"{out}: {info['people']} people, {info['images']} images; evaluate with --benchmark {out}")
+
+
+@app.command("import-real")
+def import_real(
+    src: Path = typer.Argument(..., help="Identity folders <person>/<image> (e.g. celeba-299)."),
+    out: Path = typer.Option(..., help="Dataset directory to write."),
+    size: str = typer.Option("112x96"),
+    grayscale: bool = typer.Option(False, "--grayscale"),
+    max_identities: Optional[int] = typer.Option(None, min=1, help="Keep the first N people (sorted)."),
+    max_per_identity: Optional[int] = typer.Option(None, min=1, help="Keep each person's first S images."),
+    min_images: int = typer.Option(1, min=1, help="Leave out people with fewer images."),
+) -> None:
+    """Align a real identity-folder dataset into the same storage format as synthetic data."""
+    from synface.datasets.real import import_identity_folder
+
+    try:
+        info = import_identity_folder(src, out, size, grayscale, min_images, max_identities, max_per_identity)
+    except SynfaceError as exc:
+        _fail(exc)
+    console.print(f"{out}: {info['num_images']} images of {info['num_classes']} people (alignment: {info['alignment']})")
+
+
+@app.command()
+def export(
+    dataset: Path = typer.Argument(..., help="A synface dataset directory."),
+    out: Path = typer.Option(..., help="Output folder."),
+    format: str = typer.Option("imagefolder", help="imagefolder: <class>/<index>.png"),
+) -> None:
+    """Write a dataset as plain image files for other tools."""
+    from synface.datasets.stats import export_imagefolder
+    from synface.datasets.storage import ShardedDataset
+
+    if format != "imagefolder":
+        _fail(SynfaceError(f"unknown export format {format!r}; known: imagefolder"))
+    try:
+        count = export_imagefolder(ShardedDataset(dataset), out)
+    except SynfaceError as exc:
+        _fail(exc)
+    console.print(f"wrote {count} images under {out}")
+
+
+@app.command()
+def stats(
+    dataset: Path = typer.Argument(..., help="A synface dataset directory."),
+    out: Optional[Path] = typer.Option(None, help="Folder for stats.json, distributions.png, contact_sheet.png "
+                                                  "(default DATASET/../<name>-stats)."),
+) -> None:
+    """Identities, images per identity, per-factor distributions, mixup ratios, a contact sheet."""
+    from synface.datasets.stats import contact_sheet, dataset_stats, plot_stats
+    from synface.datasets.storage import ShardedDataset
+
+    try:
+        ds = ShardedDataset(dataset)
+    except SynfaceError as exc:
+        _fail(exc)
+    out = out or dataset.parent / f"{dataset.name}-stats"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dataset_stats(ds)
+    (out / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_stats(ds, out / "distributions.png")
+    contact_sheet(ds, out / "contact_sheet.png")
+    table = Table(title=f"{summary['name']} ({summary['kind']})")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    per = summary["images_per_identity"]
+    table.add_row("images", str(summary["images"]))
+    table.add_row("identities", str(summary["identities"]))
+    table.add_row("images / identity", f"{per['mean']:.1f} ± {per['std']:.1f} (min {per['min']}, max {per['max']})")
+    table.add_row("mixed images", str(summary["mixup"]["mixed_images"]))
+    for name, s in summary.get("factors", {}).items():
+        table.add_row(name, f"{s['mean']:.2f} ± {s['std']:.2f} [{s['p05']:.1f}, {s['p95']:.1f}]")
+    Console().print(table)
+    console.print(f"wrote {out}/stats.json, distributions.png, contact_sheet.png")
+
+
+# ---- training ------------------------------------------------------------------------------
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``key.sub=value`` pairs; values are YAML (numbers, lists, true/false)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SynfaceError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(..., help="Training preset (paper, cpu) or a YAML path."),
+    data: Path = typer.Option(..., help="Training dataset (synthetic, or real for real-only runs)."),
+    out: Path = typer.Option(..., help="Run folder: checkpoint.pt, metrics.csv/json, loss.png, config.yaml."),
+    real: Optional[Path] = typer.Option(None, help="Real dataset for domain mixup (from `synface import-real`)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    device: str = typer.Option("auto"),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set optim.epochs=5."),
+) -> None:
+    """Train a recogniser with the margin softmax (identity-mixup soft labels, domain mixup).
+
+    Several processes or GPUs: ``torchrun --nproc_per_node N -m synface.cli train ...``."""
+    from synface.train.config import load_train_config
+    from synface.train.loop import Trainer
+
+    try:
+        cfg = load_train_config(config, parse_overrides(set_))
+        trainer = Trainer(cfg, data, out, real=real, device=device)
+        summary = trainer.run(resume=resume)
+        trainer.close()
+    except SynfaceError as exc:
+        _fail(exc)
+    if trainer.dist.is_main:
+        val = summary["val_accuracy"]
+        console.print(
+            f"{out}: {summary['steps']} steps ({summary['epochs']:.2f} epochs), loss {summary['final_loss']:.3f}, "
+            f"synthetic validation {'-' if val is None else f'{100 * val:.2f} %'}, {summary['train_img_per_s']:.0f} img/s"
+        )
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Report folder: report.md, metrics.json, checkpoint.pt."),
+    data: Path = typer.Option(Path("data/demo"), help="Where the generated training set goes."),
+    workers: int = typer.Option(2, min=1),
+) -> None:
+    """The main job end to end: generate, train the cpu preset, evaluate, report (<= 15 min)."""
+    from synface.experiments.demo import run_demo
+
+    try:
+        metrics = run_demo(out, data, workers)
+    except SynfaceError as exc:
+        _fail(exc)
+    acc = metrics["lfw_accuracy"]
+    console.print(f"LFW accuracy {'n/a' if acc is None else f'{100 * acc:.2f} %'}; report: {out / 'report.md'}")
+
+
 def print_result(result: dict) -> None:
     table = Table(title=f"{result['benchmark']}: {result['pairs']} pairs, {result['folds']} folds")
     for col in ("model", "accuracy", "AUC", "TAR@FAR=1e-3", "TAR@FAR=1e-2", "seconds"):

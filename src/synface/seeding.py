@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4}
+NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5}
 _IDENTITY_STREAM, _SAMPLE_STREAM = 0, 1
 
 

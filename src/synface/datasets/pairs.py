@@ -47,8 +47,19 @@ class _Indexer:
         return self._index[path]
 
 
-def lfw_image_path(name: str, number: int) -> str:
-    return f"{name}/{name}_{number:04d}.jpg"
+def lfw_image_path(name: str, number: int, suffix: str = ".jpg") -> str:
+    return f"{name}/{name}_{number:04d}{suffix}"
+
+
+def _image_suffix(images: Path, first_name: str, first_number: int) -> str:
+    """LFW ships JPEGs; Syn-LFW and re-encoded copies hold PNGs. The first pair decides."""
+    for suffix in (".jpg", ".png", ".jpeg"):
+        if (images / lfw_image_path(first_name, first_number, suffix)).is_file():
+            return suffix
+    for person in sorted(images.iterdir()) if images.is_dir() else []:
+        for file in sorted(person.iterdir()) if person.is_dir() else []:
+            return file.suffix
+    return ".jpg"
 
 
 def load_lfw_pairs(folder: str | Path, name: str = "lfw") -> PairList:
@@ -70,13 +81,19 @@ def load_lfw_pairs(folder: str | Path, name: str = "lfw") -> PairList:
         raise SynfaceError(f"{pairs_file}: header promises {num_folds * per_fold * 2} pairs, found {len(body)}")
     index = _Indexer()
     pairs, same = [], []
+    try:
+        suffix = _image_suffix(folder / "images", body[0][0], int(body[0][1])) if body else ".jpg"
+    except (IndexError, ValueError):
+        suffix = ".jpg"
     for lineno, fields in enumerate(body, 2):
         try:
             if len(fields) == 3:
-                a, b = lfw_image_path(fields[0], int(fields[1])), lfw_image_path(fields[0], int(fields[2]))
+                a = lfw_image_path(fields[0], int(fields[1]), suffix)
+                b = lfw_image_path(fields[0], int(fields[2]), suffix)
                 same.append(True)
             elif len(fields) == 4:
-                a, b = lfw_image_path(fields[0], int(fields[1])), lfw_image_path(fields[2], int(fields[3]))
+                a = lfw_image_path(fields[0], int(fields[1]), suffix)
+                b = lfw_image_path(fields[2], int(fields[3]), suffix)
                 same.append(False)
             else:
                 raise ValueError

@@ -12,7 +12,9 @@ from synface.models.inference import autocast_dtype, fuse_for_inference
 
 def to_input(batch: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 NHWC crops -> float NCHW in [-1, 1] (the paper's normalisation)."""
-    x = torch.as_tensor(np.asarray(batch)).to(device, non_blocking=True)
+    # A copy: cached crops are read-only memory maps, which torch will not wrap.
+    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
+    x = x.to(device, non_blocking=True)
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 

@@ -1,0 +1,281 @@
+"""Generate datasets from specs: sharded, parallel, resumable, splittable across machines.
+
+Shard k holds images [k * shard_size, (k + 1) * shard_size) of the spec's image plan. Every
+image depends only on (spec, image row) — never on batch, worker or shard split — so
+``--workers``, ``--shard i/N`` and ``merge`` all give the bytes a single run would.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from synface.config import dump_yaml, from_dict
+from synface.datasets.spec import DatasetSpec, ImagePlan, plan_images
+from synface.datasets.storage import (
+    load_shard_meta,
+    meta_dtype,
+    read_marker,
+    remove_partial_files,
+    shard_complete,
+    shard_files,
+    write_dataset_info,
+    write_shard,
+)
+from synface.errors import SynfaceError
+from synface.faces.templates import parse_size
+from synface.generate.mixup import mix_identities
+
+RENDER_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ShardSelection:
+    """``--shard i/N``: this run makes the shards k with k % N == i."""
+
+    index: int = 0
+    count: int = 1
+
+    @staticmethod
+    def parse(text: str | None) -> ShardSelection:
+        if not text:
+            return ShardSelection()
+        try:
+            i, n = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise SynfaceError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+        if not 0 <= i < n:
+            raise SynfaceError(f"--shard {text}: need 0 <= i < N")
+        return ShardSelection(i, n)
+
+    def picks(self, shard: int) -> bool:
+        return shard % self.count == self.index
+
+
+def make_generator(spec: DatasetSpec):
+    from synface.generate.generator import FaceGenerator, GeneratorConfig
+
+    return FaceGenerator(GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler))
+
+
+def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarray, np.ndarray]:
+    """Images and metadata rows for ``plan`` (any slice of the spec's plan)."""
+    from synface.generate.generator import image_key
+
+    images, metas = [], []
+    for start in range(0, len(plan), RENDER_BATCH):
+        rows = plan.rows(start, start + RENDER_BATCH)
+        identities = [int(v) for v in rows.label]
+        vectors = None
+        if np.any(rows.secondary >= 0):
+            primary = np.stack([np.concatenate(generator.identity(i, spec.namespace)) for i in identities])
+            partner_ids = np.where(rows.secondary >= 0, rows.secondary, rows.label)
+            partner = np.stack([np.concatenate(generator.identity(int(i), spec.namespace)) for i in partner_ids])
+            vectors = mix_identities(primary, partner, rows.phi)
+        latents = generator.latents(identities, [int(s) for s in rows.sample], spec.namespace, identity_vectors=vectors)
+        keys = np.array([image_key(i, s) for i, s in zip(identities, rows.sample)])
+        images.append(generator.render(latents, keys))
+        metas.append(latent_meta(latents, rows))
+    return np.concatenate(images), np.concatenate(metas)
+
+
+def latent_meta(latents, rows: ImagePlan) -> np.ndarray:
+    meta = np.zeros(len(rows), meta_dtype(latents.shape.shape[1], latents.appearance.shape[1], latents.expression.shape[1]))
+    meta["label"] = rows.label
+    meta["identity"] = rows.label
+    meta["sample"] = rows.sample
+    meta["secondary"] = rows.secondary
+    meta["phi"] = rows.phi
+    for name in ("shape", "appearance", "expression", "pose", "camera_distance", "background"):
+        meta[name] = getattr(latents, name)
+    meta["illumination"] = latents.illumination.reshape(len(rows), -1)
+    return meta
+
+
+# ---- one run ---------------------------------------------------------------------------------
+
+
+def prepare_output(root: Path, spec: DatasetSpec) -> None:
+    """Create ``root`` for ``spec``, or check that an existing one was started for the same spec."""
+    root.mkdir(parents=True, exist_ok=True)
+    spec_file = root / "spec.yaml"
+    text = dump_yaml(spec)
+    if spec_file.is_file():
+        if spec_file.read_text() != text:
+            raise SynfaceError(
+                f"{root} holds a different dataset (its spec.yaml differs from {spec.name}'s); "
+                "choose another --out or delete it"
+            )
+    else:
+        tmp = spec_file.with_name("spec.yaml.tmp")
+        tmp.write_text(text)
+        tmp.replace(spec_file)
+    removed = remove_partial_files(root)
+    if removed:
+        tqdm.write(f"removed {removed} partial file(s) of an interrupted run")
+
+
+def generate_dataset(
+    spec: DatasetSpec,
+    out: str | Path,
+    workers: int = 1,
+    shards: ShardSelection = ShardSelection(),
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Make the selected shards of ``spec`` under ``out``; finish the dataset when all exist.
+
+    Returns a summary: shards made now, skipped (already there), and whether the dataset is
+    complete.
+    """
+    root = Path(out)
+    if not resume and root.exists() and any(root.iterdir()):
+        raise SynfaceError(f"{root} is not empty and --no-resume was given")
+    prepare_output(root, spec)
+    plan = plan_images(spec)
+    mine = [k for k in range(spec.num_shards) if shards.picks(k)]
+    todo = [k for k in mine if not shard_complete(root, k)]
+    sizes = {k: len(_shard_rows(spec, k)) for k in mine}
+    bar = tqdm(
+        total=sum(sizes.values()),
+        initial=sum(sizes[k] for k in mine if k not in todo),
+        unit="img",
+        desc=f"generate {spec.name}",
+        disable=not progress,
+        smoothing=0.1,
+    )
+    with bar:
+        if workers <= 1 or len(todo) <= 1:
+            generator = make_generator(spec) if todo else None
+            for k in todo:
+                _make_shard(generator, spec, plan, root, k)
+                bar.update(sizes[k])
+        else:
+            context = multiprocessing.get_context("spawn")
+            with futures.ProcessPoolExecutor(
+                min(workers, len(todo)), mp_context=context, initializer=_worker_init, initargs=(dump_yaml(spec),)
+            ) as pool:
+                jobs = {pool.submit(_worker_shard, str(root), k): k for k in todo}
+                for job in futures.as_completed(jobs):
+                    job.result()
+                    bar.update(sizes[jobs[job]])
+    complete = all(shard_complete(root, k) for k in range(spec.num_shards))
+    if complete:
+        finish_synthetic_dataset(root, spec)
+    return {"made": len(todo), "skipped": len(mine) - len(todo), "complete": complete, "num_shards": spec.num_shards}
+
+
+def _shard_rows(spec: DatasetSpec, k: int) -> range:
+    return range(k * spec.shard_size, min((k + 1) * spec.shard_size, spec.num_images))
+
+
+def _make_shard(generator, spec: DatasetSpec, plan: ImagePlan, root: Path, k: int) -> None:
+    rows = _shard_rows(spec, k)
+    images, meta = render_rows(generator, spec, plan.rows(rows.start, rows.stop))
+    write_shard(root, k, images, meta)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(spec_yaml: str) -> None:
+    import yaml
+
+    from synface.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    # One core per worker: llvmpipe and torch threads would otherwise fight across workers.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    spec = from_dict(DatasetSpec, yaml.safe_load(spec_yaml), "spec")
+    _WORKER.update(spec=spec, plan=plan_images(spec), generator=make_generator(spec))
+
+
+def _worker_shard(root: str, k: int) -> int:
+    _make_shard(_WORKER["generator"], _WORKER["spec"], _WORKER["plan"], Path(root), k)
+    return k
+
+
+# ---- finishing and merging -------------------------------------------------------------------
+
+
+def finish_synthetic_dataset(root: Path, spec: DatasetSpec) -> None:
+    rows = []
+    for k in range(spec.num_shards):
+        meta = load_shard_meta(root, k)
+        for r, m in enumerate(meta):
+            yaw, pitch, roll = np.degrees(m["pose"])
+            rows.append(
+                {
+                    "index": k * spec.shard_size + r,
+                    "shard": k,
+                    "row": r,
+                    "label": int(m["label"]),
+                    "secondary": int(m["secondary"]),
+                    "phi": f"{m['phi']:.4f}",
+                    "identity": int(m["identity"]),
+                    "sample": int(m["sample"]),
+                    "yaw_deg": f"{yaw:.2f}",
+                    "pitch_deg": f"{pitch:.2f}",
+                    "roll_deg": f"{roll:.2f}",
+                    "camera_distance_cm": f"{m['camera_distance']:.1f}",
+                    "active_blendshapes": int(np.count_nonzero(m["expression"] > 0.05)),
+                }
+            )
+    h, w = parse_size(spec.size)
+    info = {
+        "kind": "synthetic",
+        "name": spec.name,
+        "num_images": spec.num_images,
+        "num_classes": spec.num_identities,
+        "num_shards": spec.num_shards,
+        "shard_size": spec.shard_size,
+        "size": [h, w],
+        "mixup": spec.uses_mixup,
+    }
+    write_dataset_info(root, info, rows)
+
+
+def merge_datasets(parts: list[str | Path], out: str | Path) -> dict:
+    """Copy the shards of several partial runs of one spec into ``out`` and finish it."""
+    from synface.config import load_yaml
+
+    out = Path(out)
+    specs = []
+    for part in map(Path, parts):
+        if not (part / "spec.yaml").is_file():
+            raise SynfaceError(f"{part}: not a dataset part (no spec.yaml)")
+        specs.append((part, (part / "spec.yaml").read_text()))
+    texts = {text for _, text in specs}
+    if len(texts) != 1:
+        raise SynfaceError("the parts were generated from different specs: " + ", ".join(str(p) for p, _ in specs))
+    spec = from_dict(DatasetSpec, load_yaml(specs[0][0] / "spec.yaml"), "spec.yaml")
+    prepare_output(out, spec)
+    copied = 0
+    for part, _ in specs:
+        if part.resolve() == out.resolve():
+            continue
+        for k in range(spec.num_shards):
+            if shard_complete(part, k) and not shard_complete(out, k):
+                src, dst = shard_files(part, k), shard_files(out, k)
+                dst["images"].parent.mkdir(parents=True, exist_ok=True)
+                for key in ("images", "meta", "marker"):  # marker last: it vouches for the others
+                    tmp = dst[key].with_name(dst[key].name + ".tmp")
+                    shutil.copyfile(src[key], tmp)
+                    tmp.replace(dst[key])
+                copied += 1
+            elif shard_complete(part, k) and read_marker(part, k) != read_marker(out, k):
+                raise SynfaceError(f"shard {k} differs between {part} and {out}: parts of different runs?")
+    missing = [k for k in range(spec.num_shards) if not shard_complete(out, k)]
+    if not missing:
+        finish_synthetic_dataset(out, spec)
+    return {"copied": copied, "missing": missing, "complete": not missing, "num_shards": spec.num_shards}

@@ -1,0 +1,1 @@
+"""Experiments: end-to-end jobs (the demo) and the paper's tables and figures."""

@@ -1,0 +1,131 @@
+"""The main job end to end on embedded defaults (``make demo``, ``synface demo``).
+
+generate a small identity-mixup dataset -> train the ``cpu`` preset -> evaluate on LFW (or,
+without LFW, on held-out synthetic identities) -> ``report.md``, ``metrics.json``,
+``checkpoint.pt`` in one folder. Sized for <= 15 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from synface.datasets.build import generate_dataset
+from synface.datasets.spec import load_spec, resolve_spec
+from synface.errors import DataNotFoundError
+from synface.evaluate.benchmark import evaluate_model
+from synface.faces.templates import parse_size
+from synface.models.backbones import get_backbone
+from synface.models.checkpoint import load_backbone
+from synface.train.config import load_train_config
+from synface.train.loop import Trainer
+
+DEMO_OVERRIDES = {
+    "optim.epochs": 12,
+    "optim.milestones": [7, 10, 11],
+    "time_budget_min": 8.0,  # a safety net: stop and checkpoint rather than overrun
+    "validation.every_epochs": 3,
+}
+
+
+def run_demo(
+    out: str | Path = "runs/demo",
+    data: str | Path = "data/demo",
+    workers: int = 2,
+    spec_name: str | Path = "demo",
+    overrides: dict | None = None,
+) -> dict:
+    out, data = Path(out), Path(data)
+    overrides = DEMO_OVERRIDES if overrides is None else overrides
+    timings = {}
+    start = time.perf_counter()
+    spec = resolve_spec(load_spec(spec_name))
+    generate_dataset(spec, data, workers=workers)
+    timings["generate_s"] = time.perf_counter() - start
+
+    config = load_train_config("cpu", overrides)
+    t0 = time.perf_counter()
+    trainer = Trainer(config, data, out)
+    summary = trainer.run(resume=(out / "checkpoint.pt").is_file())
+    timings["train_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    size = parse_size(config.input_size)
+    model, _ = load_backbone(out / "checkpoint.pt")
+    try:
+        benchmark = "lfw"
+        result = evaluate_model(model, "lfw", size, amp=True)
+        torch.manual_seed(0)
+        floor = evaluate_model(get_backbone(config.backbone, size), "lfw", size, amp=True)
+    except DataNotFoundError:
+        benchmark, result, floor = "held-out synthetic identities (LFW not found)", None, None
+    timings["evaluate_s"] = time.perf_counter() - t0
+    metrics = {
+        "benchmark": benchmark,
+        "lfw_accuracy": result["accuracy_mean"] if result else None,
+        "lfw_accuracy_std": result["accuracy_std"] if result else None,
+        "lfw_auc": result["auc"] if result else None,
+        "lfw_tar_at_far_1e-3": result["tar_at_far_1e-3"] if result else None,
+        "lfw_accuracy_random_init": floor["accuracy_mean"] if floor else None,
+        "synthetic_validation_accuracy": summary["val_accuracy"],
+        "dataset": {"spec": spec.name, "identities": spec.num_identities, "images": spec.num_images, "mixup": spec.mixup},
+        "training": summary,
+        "config": "cpu preset + " + json.dumps(overrides),
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _preview(out / "preview.png")
+    (out / "report.md").write_text(render_report(metrics))
+    return metrics
+
+
+def _preview(path: Path) -> None:
+    from synface.generate.generator import FaceGenerator, GeneratorConfig
+    from synface.generate.preview import preview_grid
+    from synface.imageio import write_image
+
+    generator = FaceGenerator(GeneratorConfig())
+    write_image(path, preview_grid(generator, 4, 3, mixup_steps=10))
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def render_report(m: dict) -> str:
+    t, d, s = m["training"], m["dataset"], m["seconds"]
+    lines = [
+        "# synface demo",
+        "",
+        f"A face recogniser trained only on synthetic faces, end to end on this machine in "
+        f"{sum(s.values()) / 60:.1f} minutes (generate {s['generate_s']:.0f} s, train {s['train_s']:.0f} s, "
+        f"evaluate {s['evaluate_s']:.0f} s).",
+        "",
+        "| | value |",
+        "|---|---|",
+        f"| training data | `{d['spec']}`: {d['identities']} synthetic identities, {d['images']} images, identity mixup `{d['mixup']}` |",
+        f"| network | {t['device']}, `cpu` preset (MobileFaceNet 56x48, ArcFace m=0.5 s=30) |",
+        f"| training | {t['steps']} steps, {t['epochs']:.1f} epochs, {t['train_img_per_s']:.0f} img/s, "
+        f"final loss {t['final_loss']:.3f}{' (stopped by time budget)' if t['stopped_by_time_budget'] else ''} |",
+        f"| held-out synthetic verification | {_pct(m['synthetic_validation_accuracy'])} |",
+        f"| **LFW accuracy (10-fold, 6,000 pairs)** | **{_pct(m['lfw_accuracy'])}** ± {_pct(m['lfw_accuracy_std'])} |",
+        f"| LFW, same network untrained | {_pct(m['lfw_accuracy_random_init'])} |",
+        f"| LFW AUC / TAR@FAR=1e-3 | {m['lfw_auc'] if m['lfw_auc'] is None else round(m['lfw_auc'], 4)} / "
+        f"{_pct(m['lfw_tar_at_far_1e-3'])} |",
+        "",
+        "The paper's SynFace (LResNet50E-IR, 10K x 50 synthetic identities, 40 epochs on 8 GPUs) reaches",
+        "88.98 % (91.97 % with identity mixup); this demo is a minutes-long CPU run of the same recipe on",
+        "a few hundred identities, so it sits far below that. It shows the pipeline works end to end.",
+        "",
+        "![training curves](loss.png)",
+        "",
+        "![generated faces](preview.png)",
+        "",
+        "Files: `checkpoint.pt` (score it with `synface evaluate --checkpoint runs/demo/checkpoint.pt`),",
+        "`metrics.json`, `metrics.csv`, `config.yaml`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Training configs: one dataclass tree, filled from ``configs/train/<preset>.yaml``.
+
+``paper``: the paper's recipe (LResNet50E-IR at 112x96, ArcFace m = 0.5, s = 30, SGD 0.1
+stepped /10 at epochs 24/30/36 of 40, batch 512). ``cpu``: a recipe sized by measurement
+for 2 CPU cores (see configs/train/cpu.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synface.config import ConfigError, from_dict, load_yaml
+from synface.errors import DataNotFoundError
+from synface.models.heads import MarginConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 40
+    milestones: tuple[float, ...] = (24, 30, 36)  # epochs (fractions allowed) where lr /= 10
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    """Batch augmentation on the device (kornia); probabilities per image."""
+
+    flip: float = 0.5
+    color_jitter: float = 0.0
+    jitter_strength: float = 0.3  # brightness / contrast / saturation range
+    motion_blur: float = 0.0  # the paper's appendix: +2.25 points
+    blur_kernel: tuple[int, int] = (3, 7)  # odd kernel sizes, in pixels of the network input
+    grayscale: float = 0.0
+
+
+@dataclass
+class ValidationConfig:
+    """Held-out synthetic identities (seed namespace ``validation``); never LFW."""
+
+    identities: int = 100
+    samples: int = 4
+    every_epochs: int = 1
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "lresnet50e_ir"
+    input_size: str = "112x96"
+    embedding_size: int = 512
+    batch_size: int = 512  # global, over all processes
+    micro_batches: int = 1  # split each process's share (gradient accumulation)
+    head: MarginConfig = field(default_factory=MarginConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    domain_mixup: str | list[float] = "full"  # psi grid when --real is given: linspace(0, 1, 21)
+    amp: bool = False  # bf16 autocast (CPU with bf16 units, recent GPUs)
+    compile: bool = False
+    channels_last: bool = True
+    seed: int = 0
+    workers: int = 2  # DataLoader processes per training process
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    time_budget_min: float | None = None  # stop (and checkpoint) after this many minutes
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.micro_batches < 1:
+            raise ValueError("batch_size and micro_batches must be >= 1")
+        self.head.margins()  # validates the loss name
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_train_config(name_or_path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """A preset name (``paper``, ``cpu``) or a YAML path; ``overrides`` are dotted keys."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DataNotFoundError(f"unknown training preset {str(name_or_path)!r}; known: {', '.join(preset_names())}")
+    data = load_yaml(path)
+    for key, value in (overrides or {}).items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+        node[parts[-1]] = value
+    return from_dict(TrainConfig, data, where=str(path))

@@ -1,0 +1,424 @@
+"""The training loop: margin softmax with identity-mixup soft labels and domain mixup.
+
+Every random choice is a function of (seed, step, chunk): the data order of an epoch, the
+real-data stream, each global batch's domain-mixup ratio ψ and each chunk's augmentation.
+So a run resumed from a checkpoint continues exactly, and P processes × M micro-batches
+see the same chunks as one process with P·M micro-batches (what the DDP test checks).
+
+Domain mixup (paper Eq. 3): x = ψ·x_syn + (1 − ψ)·x_real, loss = ψ·L_syn + (1 − ψ)·L_real,
+with one classifier whose rows are the synthetic classes followed by the real ones. Each
+domain's loss is a softmax over its own rows, so ψ = 1 is exactly synthetic-only training
+and ψ = 0 exactly real-only training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from synface.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
+from synface.datasets.spec import DatasetSpec
+from synface.datasets.storage import ShardedDataset, SoftLabels, collate_batch
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.faces.templates import parse_size
+from synface.generate.mixup import phi_grid
+from synface.models.backbones import get_backbone
+from synface.models.checkpoint import backbone_spec
+from synface.models.heads import MarginHead, soft_margin_loss
+from synface.runtime import resolve_device
+from synface.train.augment import augment, build_augmentation
+from synface.train.config import TrainConfig
+from synface.train.distributed import barrier, init_distributed, mean_over_ranks, shutdown
+from synface.train.validation import build_validation_set, fit_input, validate
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence mixing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng(stream_seed(seed, 1, epoch)).permutation(n)
+
+
+def stream_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
+    """Positions [start, start + count) of an endless stream of shuffled passes over n items
+    (the cycling real-data loader)."""
+    out = np.empty(count, np.int64)
+    done = 0
+    while done < count:
+        position = start + done
+        cycle, offset = divmod(position, n)
+        take = min(n - offset, count - done)
+        out[done : done + take] = np.random.default_rng(stream_seed(seed, 2, cycle)).permutation(n)[offset : offset + take]
+        done += take
+    return out
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Index lists for this process's micro-batches, step after step from ``start_step``."""
+
+    def __init__(self, index_fn, steps: range, per_process: int, micro: int, rank: int) -> None:
+        self.index_fn, self.steps, self.micro, self.rank = index_fn, steps, micro, rank
+        self.per_process = per_process
+
+    def __iter__(self):
+        chunk = self.per_process // self.micro
+        for step in self.steps:
+            mine = self.index_fn(step)[self.rank * self.per_process : (self.rank + 1) * self.per_process]
+            for m in range(self.micro):
+                yield mine[m * chunk : (m + 1) * chunk].tolist()
+
+    def __len__(self) -> int:
+        return len(self.steps) * self.micro
+
+
+class TrainingModule(nn.Module):
+    """Backbone + margin head; forward returns the loss so DDP sees every parameter used."""
+
+    def __init__(self, backbone: nn.Module, head: MarginHead, syn_classes: int, real_classes: int) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.syn_classes, self.real_classes = syn_classes, real_classes
+
+    def forward(self, x: torch.Tensor, syn: SoftLabels, real: SoftLabels | None, psi: float) -> torch.Tensor:
+        emb = self.backbone(x)
+        if real is None:
+            return soft_margin_loss(self.head, emb, syn.label, syn.secondary, syn.phi)
+        syn_loss = soft_margin_loss(self.head, emb, syn.label, syn.secondary, syn.phi, slice(0, self.syn_classes))
+        real_loss = soft_margin_loss(self.head, emb, real.label, real.secondary, real.phi, slice(self.syn_classes, None))
+        return psi * syn_loss + (1.0 - psi) * real_loss
+
+
+def lr_factor(epoch: float, milestones: tuple[float, ...], warmup: float) -> float:
+    factor = 0.1 ** sum(epoch >= m for m in milestones)
+    if warmup > 0 and epoch < warmup:
+        factor *= (epoch + 1e-3) / warmup
+    return factor
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: str | Path,
+        out: str | Path,
+        real: str | Path | None = None,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.out = Path(out)
+        self.device = resolve_device(device)
+        self.dist = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.world > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.progress = progress and self.dist.is_main
+        self.syn = ShardedDataset(data)
+        self.real = ShardedDataset(real) if real is not None else None
+        self._check_datasets(Path(data), Path(real) if real is not None else None)
+        self.input_size = parse_size(config.input_size)
+        chunks = self.dist.world * config.micro_batches
+        if config.batch_size % chunks:
+            raise ConfigError(f"batch_size {config.batch_size} must divide into {self.dist.world} processes x "
+                              f"{config.micro_batches} micro-batches")
+        self.per_process = config.batch_size // self.dist.world
+        self.steps_per_epoch = len(self.syn) // config.batch_size
+        if self.steps_per_epoch < 1:
+            raise SynfaceError(f"{data}: {len(self.syn)} images is less than one batch of {config.batch_size}")
+        self.total_steps = self.steps_per_epoch * config.optim.epochs
+        self.psi_grid = phi_grid(config.domain_mixup)
+        self._build_model()
+        self.step = 0
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _check_datasets(self, data: Path, real: Path | None) -> None:
+        if self.real is None:
+            return
+        if data.resolve() == real.resolve():
+            raise SynfaceError(f"--data and --real are the same dataset ({data}): its classes would clash")
+        if self.syn.image_size != self.real.image_size:
+            raise SynfaceError(f"image sizes differ: {data} is {self.syn.image_size}, {real} is {self.real.image_size}")
+        if self.real.info["kind"] != "real":
+            raise SynfaceError(f"--real {real} holds {self.real.info['kind']} data; import real faces with "
+                               "`synface import-real`")
+        syn_classes = set(self.syn.info.get("classes") or [])
+        clash = syn_classes & set(self.real.info.get("classes") or [])
+        if clash:
+            raise SynfaceError(f"classes clash between {data} and {real}: {sorted(clash)[:5]} appear in both")
+
+    def _build_model(self) -> None:
+        c = self.config
+        torch.manual_seed(c.seed)
+        backbone = get_backbone(c.backbone, self.input_size, c.embedding_size)
+        syn_classes = self.syn.num_classes
+        real_classes = self.real.num_classes if self.real is not None else 0
+        head = MarginHead(c.embedding_size, syn_classes + real_classes, c.head)
+        with torch.no_grad():  # synthetic rows first, from their own stream, as in synthetic-only runs
+            head.weight[:syn_classes].normal_(0.0, 0.01, generator=torch.Generator().manual_seed(stream_seed(c.seed, 3)))
+            if real_classes:
+                head.weight[syn_classes:].normal_(0.0, 0.01, generator=torch.Generator().manual_seed(stream_seed(c.seed, 4)))
+        module = TrainingModule(backbone, head, syn_classes, real_classes).to(self.device)
+        if c.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.optimizer = torch.optim.SGD(module.parameters(), lr=c.optim.lr, momentum=c.optim.momentum,
+                                         weight_decay=c.optim.weight_decay)
+        self.ddp = None
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        runner = self.ddp or module
+        self.forward = torch.compile(runner) if c.compile else runner
+        self.augmentation = build_augmentation(c.augment)
+        if self.augmentation is not None:
+            self.augmentation = self.augmentation.to(self.device)
+
+    def lr_at(self, step: int) -> float:
+        o = self.config.optim
+        return o.lr * lr_factor(step / self.steps_per_epoch, tuple(o.milestones), o.warmup_epochs)
+
+    # ---- data --------------------------------------------------------------------------------
+    def _syn_indices(self, step: int) -> np.ndarray:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        b = self.config.batch_size
+        return epoch_order(len(self.syn), self.config.seed, epoch)[within * b : (within + 1) * b]
+
+    def _real_indices(self, step: int) -> np.ndarray:
+        b = self.config.batch_size
+        return stream_indices(len(self.real), self.config.seed, step * b, b)
+
+    def _loader(self, ds: ShardedDataset, index_fn, steps: range):
+        sampler = StepBatches(index_fn, steps, self.per_process, self.config.micro_batches, self.dist.rank)
+        workers = self.config.workers
+        return torch.utils.data.DataLoader(
+            ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate_batch,
+            pin_memory=self.device.type == "cuda", persistent_workers=False, prefetch_factor=4 if workers else None,
+        )
+
+    def psi_at(self, step: int) -> float:
+        if self.real is None:
+            return 1.0
+        rng = np.random.default_rng(stream_seed(self.config.seed, 5, step))
+        return float(self.psi_grid[rng.integers(len(self.psi_grid))])
+
+    def _to_input(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, non_blocking=True).float().div_(255.0)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        c = self.config
+        return {
+            "backbone": backbone_spec(c.backbone, self.input_size, c.embedding_size),
+            "model": self.module.backbone.state_dict(),
+            "head": self.module.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            # Data order, psi and augmentation are seeded per step; this covers any other draw.
+            "rng": {"torch": torch.get_rng_state()},
+            "config": to_dict(c),
+            "data": {"synthetic": str(self.syn.root), "real": str(self.real.root) if self.real else None,
+                     "synthetic_classes": self.syn.num_classes, "real_classes": self.real.num_classes if self.real else 0},
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+        }
+
+    def save(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / f".{CHECKPOINT}.tmp"
+        torch.save(self.checkpoint_state(), tmp)
+        tmp.replace(self.out / CHECKPOINT)
+        self._write_metrics()
+
+    def load(self, path: Path) -> None:
+        if not path.is_file():
+            raise DataNotFoundError(f"nothing to resume: {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = from_dict(TrainConfig, state["config"], "checkpoint config")
+        if to_dict(saved) != to_dict(self.config):
+            raise SynfaceError(f"{path} was written with another config; resume with the same one (see config.yaml)")
+        if state["data"]["synthetic_classes"] != self.syn.num_classes:
+            raise SynfaceError(f"{path} was trained on {state['data']['synthetic_classes']} classes, "
+                               f"{self.syn.root} has {self.syn.num_classes}")
+        self.module.backbone.load_state_dict(state["model"])
+        self.module.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        torch.set_rng_state(state["rng"]["torch"])
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool = False, stop_at_step: int | None = None) -> dict:
+        """Train to the end (or to ``stop_at_step`` / the time budget), checkpointing each
+        epoch; returns the final metrics."""
+        c = self.config
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_yaml(c))
+        if resume:
+            self.load(self.out / CHECKPOINT)
+        validation = self._validation_set()
+        end = self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
+        steps = range(self.step, end)
+        syn_loader = iter(self._loader(self.syn, self._syn_indices, steps))
+        real_loader = iter(self._loader(self.real, self._real_indices, steps)) if self.real else None
+        deadline = None if c.time_budget_min is None else time.time() + 60 * c.time_budget_min - self.train_seconds
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        self.module.train()
+        window_start, window_images, stopped_early = time.perf_counter(), 0, False
+        for step in steps:
+            t0 = time.perf_counter()
+            loss = self._train_step(step, syn_loader, real_loader)
+            self.train_seconds += time.perf_counter() - t0
+            self.step = step + 1
+            window_images += c.batch_size
+            bar.update(1)
+            if self.step % c.log_every == 0 or self.step == end:
+                elapsed = time.perf_counter() - window_start
+                record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                          "lr": self.lr_at(step), "loss": mean_over_ranks(loss, self.dist, self.device),
+                          "psi": self.psi_at(step), "img_per_s": window_images / max(elapsed, 1e-9)}
+                self.history.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['img_per_s']:.0f}")
+                window_start, window_images = time.perf_counter(), 0
+            epoch_done = self.step % self.steps_per_epoch == 0
+            out_of_time = deadline is not None and time.time() > deadline
+            if epoch_done and validation is not None and (self.step // self.steps_per_epoch) % c.validation.every_epochs == 0:
+                self._validate(validation)
+            if epoch_done or out_of_time or self.step == end:
+                self.save()
+            if out_of_time:
+                stopped_early = True
+                break
+        bar.close()
+        if validation is not None and (not self.history or "val_accuracy" not in self.history[-1]):
+            self._validate(validation)
+            self.save()
+        summary = self.summary(stopped_early)
+        if self.dist.is_main:
+            (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+            self._plot()
+        barrier(self.dist)
+        return summary
+
+    def _train_step(self, step: int, syn_loader, real_loader) -> float:
+        c = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(step)
+        psi = self.psi_at(step)
+        total = 0.0
+        for m in range(c.micro_batches):
+            images, syn = next(syn_loader)
+            x = self._to_input(images)
+            real = None
+            if real_loader is not None:
+                real_images, real = next(real_loader)
+                x = psi * x + (1.0 - psi) * self._to_input(real_images)
+                real = real.to(self.device)
+            chunk = self.dist.rank * c.micro_batches + m
+            # Resize first: augmenting at the network's input size costs less when it is smaller.
+            x = augment(self.augmentation, fit_input(x, self.input_size), stream_seed(c.seed, 6, step, chunk))
+            x = x.mul_(2.0).sub_(1.0)
+            if c.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            syncing = self.ddp is None or m == c.micro_batches - 1
+            context = self.ddp.no_sync() if not syncing else contextlib.nullcontext()
+            with context:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp):
+                    loss = self.forward(x, syn.to(self.device), real, psi)
+                (loss / c.micro_batches).backward()
+            total += float(loss.detach()) / c.micro_batches
+        if not math.isfinite(total):
+            raise SynfaceError(f"loss became {total} at step {step}; lower the learning rate or check the data")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def _validation_set(self) -> ShardedDataset | None:
+        v = self.config.validation
+        if v.identities < 2:
+            return None
+        folder = self.out / "validation-data"
+        if self.dist.is_main:
+            spec_file = self.syn.root / "spec.yaml"
+            spec = from_dict(DatasetSpec, load_yaml(spec_file), str(spec_file)) if spec_file.is_file() else None
+            build_validation_set(folder, spec, v)
+        barrier(self.dist)
+        return ShardedDataset(folder)
+
+    def _validate(self, validation: ShardedDataset) -> None:
+        if not self.dist.is_main:
+            return
+        result = validate(self.module.backbone, validation, self.input_size, self.device, self.config.amp)
+        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), **result}
+        self.history.append(record)
+        tqdm.write(f"epoch {record['epoch']:.2f}: synthetic validation accuracy {100 * result['val_accuracy']:.2f} %")
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def summary(self, stopped_early: bool) -> dict:
+        losses = [h for h in self.history if "loss" in h]
+        vals = [h for h in self.history if "val_accuracy" in h]
+        rates = [h["img_per_s"] for h in losses[1:]] or [h["img_per_s"] for h in losses]
+        return {
+            "steps": self.step,
+            "epochs": round(self.step / self.steps_per_epoch, 4),
+            "planned_steps": self.total_steps,
+            "stopped_by_time_budget": stopped_early,
+            "final_loss": losses[-1]["loss"] if losses else None,
+            "val_accuracy": vals[-1]["val_accuracy"] if vals else None,
+            "train_img_per_s": float(np.median(rates)) if rates else None,
+            "train_seconds": round(self.train_seconds, 1),
+            "images_seen": self.step * self.config.batch_size,
+            "synthetic_images": len(self.syn),
+            "synthetic_classes": self.syn.num_classes,
+            "real_images": len(self.real) if self.real else 0,
+            "real_classes": self.real.num_classes if self.real else 0,
+            "processes": self.dist.world,
+            "device": str(self.device),
+        }
+
+    def _write_metrics(self) -> None:
+        keys = ["step", "epoch", "lr", "loss", "psi", "img_per_s", "val_accuracy", "val_auc"]
+        with (self.out / "metrics.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def _plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        losses = [h for h in self.history if "loss" in h]
+        vals = [h for h in self.history if "val_accuracy" in h]
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+        ax[0].plot([h["epoch"] for h in losses], [h["loss"] for h in losses], color="#4a7ab5")
+        ax[0].set(xlabel="epoch", ylabel="loss", title="training loss")
+        ax[1].plot([h["epoch"] for h in vals], [100 * h["val_accuracy"] for h in vals], "o-", color="#c0504d")
+        ax[1].set(xlabel="epoch", ylabel="accuracy (%)", title="held-out synthetic verification")
+        fig.tight_layout()
+        fig.savefig(self.out / "loss.png", dpi=110)
+        plt.close(fig)
+
+    def close(self) -> None:
+        shutdown(self.dist)
+
