@@ -20,7 +20,9 @@ import torch.nn.functional as F
 
 from synface.faces.templates import parse_size
 from synface.models.backbones import get_backbone
-from synface.models.heads import MarginHead, soft_margin_loss
+from synface.datasets.storage import SoftLabels
+from synface.models.heads import MarginHead
+from synface.train.loop import TrainingModule
 from synface.runtime import tune_cpu_allocator
 from synface.train.config import load_train_config
 from synface.train.validation import fit_input
@@ -35,12 +37,14 @@ def make_batch(batch: int, classes: int, size=(112, 96)):
     return images, labels
 
 
-def ours_step(backbone, head, opt, images, labels, input_size, amp: bool):
+def ours_step(module, head, opt, images, labels, input_size, amp: bool):
+    """The Trainer's step: the whole TrainingModule (backbone, head, soft-label loss) is what
+    it compiles."""
     x = images.float().div_(255.0)  # channels-last memory, as the loader delivers it
     x = fit_input(x, input_size).mul_(2.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
+    soft = SoftLabels(labels, torch.full_like(labels, -1), torch.ones(len(labels)))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        emb = backbone(x)
-        loss = soft_margin_loss(head, emb, labels, torch.full_like(labels, -1), torch.ones(len(labels)))
+        loss = module(x, soft, None, 1.0)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -68,8 +72,9 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
         if kind == "ours":
             backbone = backbone.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
-        if kind == "ours" and compile:
-            backbone = torch.compile(backbone)
+        if kind == "ours":
+            module = TrainingModule(backbone, head, classes, 0)
+            backbone = torch.compile(module) if compile else module
         setups[kind] = (backbone, head, opt)
     run = {
         "ours": lambda: ours_step(*setups["ours"], images, labels, input_size, amp),
@@ -104,7 +109,7 @@ def main() -> None:
     cpu = load_train_config("cpu")
     preset = measure(cpu.backbone, parse_size(cpu.input_size), cpu.batch_size, cpu.amp, args.rounds, args.steps,
                      compile=cpu.compile)
-    paper = measure("lresnet50e_ir", (112, 96), 32, True, 2, 1)
+    paper = measure("lresnet50e_ir", (112, 96), 32, True, 2, 1, compile=False)
     result = {
         "ours_img_per_s": preset["ours_img_per_s"],
         "plain_img_per_s": preset["plain_img_per_s"],

@@ -42,6 +42,11 @@ def test_resumed_run_ends_with_the_same_weights(tiny_synthetic, tmp_path):
     assert losses(whole) == losses(second)
     for name in ("metrics.csv", "metrics.json", "loss.png", "config.yaml"):
         assert (tmp_path / "split" / name).is_file()
+    # a longer schedule may continue a run; a different step computation may not
+    longer = Trainer(config(**{"optim.epochs": 3}), tiny_synthetic, tmp_path / "split", progress=False)
+    assert longer.run(resume=True)["steps"] == 12
+    with pytest.raises(SynfaceError, match=r"optim\.lr differ"):
+        Trainer(config(**{"optim.lr": 0.2}), tiny_synthetic, tmp_path / "split", progress=False).run(resume=True)
 
 
 def test_domain_mixup_with_psi_one_is_synthetic_only_training(tiny_synthetic, tiny_real, tmp_path):

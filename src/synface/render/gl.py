@@ -134,6 +134,10 @@ class MeshRenderer:
             self.vbo.write(block.tobytes(), offset=slot * block.nbytes)
         self.fbo.use()
         ctx.enable(mgl.DEPTH_TEST)
+        # Back faces are always hidden behind front ones (the mesh is closed where it is seen);
+        # culling them before rasterisation saves llvmpipe a third of its work.
+        ctx.enable(mgl.CULL_FACE)
+        ctx.front_face = "ccw"
         ctx.scissor = None
         ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         for slot, i in taken.items():

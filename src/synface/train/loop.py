@@ -41,6 +41,10 @@ from synface.train.distributed import barrier, init_distributed, mean_over_ranks
 from synface.train.validation import build_validation_set, fit_input, validate
 
 CHECKPOINT = "checkpoint.pt"
+# What --resume may change: the length and schedule of the run and how it is watched, never
+# what a step computes.
+RESUMABLE_CHANGES = {"optim.epochs", "optim.milestones", "time_budget_min", "workers", "log_every",
+                     "validation.every_epochs"}
 
 
 def stream_seed(*parts: int) -> int:
@@ -99,6 +103,18 @@ class TrainingModule(nn.Module):
         syn_loss = soft_margin_loss(self.head, emb, syn.label, syn.secondary, syn.phi, slice(0, self.syn_classes))
         real_loss = soft_margin_loss(self.head, emb, real.label, real.secondary, real.phi, slice(self.syn_classes, None))
         return psi * syn_loss + (1.0 - psi) * real_loss
+
+
+def _config_changes(a: dict, b: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    out = set()
+    for key in set(a) | set(b):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out |= _config_changes(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.add(prefix + key)
+    return out
 
 
 def lr_factor(epoch: float, milestones: tuple[float, ...], warmup: float) -> float:
@@ -252,8 +268,10 @@ class Trainer:
             raise DataNotFoundError(f"nothing to resume: {path} does not exist")
         state = torch.load(path, map_location="cpu", weights_only=False)
         saved = from_dict(TrainConfig, state["config"], "checkpoint config")
-        if to_dict(saved) != to_dict(self.config):
-            raise SynfaceError(f"{path} was written with another config; resume with the same one (see config.yaml)")
+        changed = _config_changes(to_dict(saved), to_dict(self.config)) - RESUMABLE_CHANGES
+        if changed:
+            raise SynfaceError(f"{path} was written with another config ({', '.join(sorted(changed))} differ); "
+                               f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume")
         if state["data"]["synthetic_classes"] != self.syn.num_classes:
             raise SynfaceError(f"{path} was trained on {state['data']['synthetic_classes']} classes, "
                                f"{self.syn.root} has {self.syn.num_classes}")
