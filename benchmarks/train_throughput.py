@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Training-step throughput on this machine: our step vs a plain PyTorch loop (issue 5).
 
-"ours" is the Trainer's step (channels_last, bf16 autocast where the preset enables it, the
-margin head with soft labels, SGD); "plain" is the same model, head, batch and optimizer in
+"ours" is the Trainer's step with the preset's settings (channels_last, bf16 autocast and
+torch.compile as the preset says; the margin head with soft labels; SGD); "plain" is the same model, head, batch and optimizer in
 a textbook loop: contiguous NCHW, fp32, no compile. Both run in this process on the same
 in-memory batch, alternating, so machine noise hits both. Goal: ratio >= 1.5.
 Also reports the `cpu` preset's img/s and LResNet50E-IR at 112x96 (the paper's network).
@@ -37,11 +37,12 @@ def make_batch(batch: int, classes: int, size=(112, 96)):
     return images, labels
 
 
-def ours_step(module, head, opt, images, labels, input_size, amp: bool):
+def ours_step(module, head, opt, images, labels, input_size, amp: bool, channels_last: bool = True):
     """The Trainer's step: the whole TrainingModule (backbone, head, soft-label loss) is what
     it compiles."""
     x = images.float().div_(255.0)  # channels-last memory, as the loader delivers it
-    x = fit_input(x, input_size).mul_(2.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = fit_input(x, input_size).mul_(2.0).sub_(1.0).contiguous(memory_format=layout)
     soft = SoftLabels(labels, torch.full_like(labels, -1), torch.ones(len(labels)))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         loss = module(x, soft, None, 1.0)
@@ -61,7 +62,7 @@ def plain_step(backbone, head, opt, images, labels, input_size):
 
 
 def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: int, classes: int = 1000,
-            compile: bool = False) -> dict:
+            compile: bool = False, channels_last: bool = True) -> dict:
     images, labels = make_batch(batch, classes)
     results = {}
     setups = {}
@@ -69,7 +70,7 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
         torch.manual_seed(0)
         backbone = get_backbone(name, input_size, 512).train()
         head = MarginHead(512, classes)
-        if kind == "ours":
+        if kind == "ours" and channels_last:
             backbone = backbone.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
         if kind == "ours":
@@ -77,7 +78,7 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
             backbone = torch.compile(module) if compile else module
         setups[kind] = (backbone, head, opt)
     run = {
-        "ours": lambda: ours_step(*setups["ours"], images, labels, input_size, amp),
+        "ours": lambda: ours_step(*setups["ours"], images, labels, input_size, amp, channels_last),
         "plain": lambda: plain_step(*setups["plain"], images, labels, input_size),
     }
     start = time.perf_counter()
@@ -95,7 +96,8 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
     for kind in run:
         results[f"{kind}_img_per_s"] = round(rounds * steps * batch / times[kind], 1)
     results["ratio"] = round(results["ours_img_per_s"] / results["plain_img_per_s"], 3)
-    results.update(backbone=name, input_size=list(input_size), batch=batch, amp=amp, compile=compile)
+    results.update(backbone=name, input_size=list(input_size), batch=batch, amp=amp, compile=compile,
+                   channels_last=channels_last)
     return results
 
 
@@ -108,7 +110,7 @@ def main() -> None:
     tune_cpu_allocator()
     cpu = load_train_config("cpu")
     preset = measure(cpu.backbone, parse_size(cpu.input_size), cpu.batch_size, cpu.amp, args.rounds, args.steps,
-                     compile=cpu.compile)
+                     compile=cpu.compile, channels_last=cpu.channels_last)
     paper = measure("lresnet50e_ir", (112, 96), 32, True, 2, 1, compile=False)
     result = {
         "ours_img_per_s": preset["ours_img_per_s"],

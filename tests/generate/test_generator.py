@@ -96,3 +96,15 @@ def test_fixed_pose_keeps_landmarks_while_expression_changes(generator):
     assert (rigid - rigid[0]).abs().max().item() < 1.0
     images = generator.render(lat)
     assert np.abs(images[1:].astype(int) - images[0]).max() > 30  # the face did change
+
+
+def test_auto_exposure_evens_out_face_brightness(data_root):
+    ids = list(range(24))
+    brightness = {}
+    for strength in (0.0, 0.75):
+        gen = FaceGenerator(GeneratorConfig(size=(112, 96), exposure_strength=strength))
+        faces = gen.generate(ids, [0] * len(ids))
+        brightness[strength] = faces[:, 35:85, 25:71].mean(axis=(1, 2, 3))  # the face's centre
+    # a camera exposes for the face: dim, dark faces brighten, and the spread shrinks
+    assert brightness[0.75].std() < 0.7 * brightness[0.0].std()
+    assert brightness[0.75].min() > brightness[0.0].min() + 10

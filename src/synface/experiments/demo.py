@@ -26,7 +26,7 @@ from synface.train.loop import Trainer
 DEMO_OVERRIDES = {
     "optim.epochs": 12,
     "optim.milestones": [7, 10, 11],
-    "time_budget_min": 8.0,  # a safety net: stop and checkpoint rather than overrun
+    "time_budget_min": 9.0,  # a safety net: stop and checkpoint rather than overrun
     "validation.every_epochs": 3,
 }
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from synface.facemodel.appearance import build_procedural_appearance
-from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity
+from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.faces.align import similarity_transform
 from synface.faces.templates import parse_size, template
@@ -35,6 +35,12 @@ class GeneratorConfig:
     slots: int = 64
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     model_path: str | None = None
+    # Auto-exposure, as a camera does: the light is scaled so that the face's mean brightness
+    # moves toward ``exposure`` (0..1), by the power ``exposure_strength`` (1 = all the way,
+    # 0 = off). Without it dark skin under dim light renders nearly black, which no photo
+    # of a person shows and which detectors miss.
+    exposure: float = 0.45
+    exposure_strength: float = 0.75
 
 
 def rotation_matrices(pose: np.ndarray) -> np.ndarray:
@@ -61,6 +67,7 @@ class FaceGenerator:
         self.render_size = (h * s, w * s)
         self.render_template = template(self.render_size)
         self._basis64 = torch.cat([self.mesh.id_basis, self.mesh.exp_basis]).double()
+        self._face_vertices = np.flatnonzero(self.mesh.region == self.model.region_names.index("face"))
         self._renderer = None
         self.timings: dict[str, float] = {}
 
@@ -154,9 +161,10 @@ class FaceGenerator:
         geo = self.geometry(latents)
         albedo = self.appearance.albedo(torch.from_numpy(latents.appearance))
         t1 = time.perf_counter()
+        light = latents.illumination * self.exposure_gain(albedo.numpy(), latents.illumination)[:, None, None]
         rgba = self.renderer.render(
             geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(), albedo.numpy(),
-            latents.illumination, keys,
+            light.astype(np.float32), keys,
         )
         t2 = time.perf_counter()
         images = self._finish(rgba, latents.background)
@@ -164,6 +172,19 @@ class FaceGenerator:
         for stage, dt in (("geometry", t1 - t0), ("raster", t2 - t1), ("composite", t3 - t2)):
             self.timings[stage] = self.timings.get(stage, 0.0) + dt
         return images
+
+    def exposure_gain(self, albedo: np.ndarray, illumination: np.ndarray) -> np.ndarray:
+        """(B,) light scale of auto-exposure, from each image's own albedo and light only."""
+        strength = self.config.exposure_strength
+        if strength <= 0:
+            return np.ones(len(albedo))
+        facing = sh_basis(np.array([0.0, 0.0, 1.0]))  # irradiance on a face-on surface
+        gains = []
+        for b in range(len(albedo)):  # per image, in float64: no batch-dependent reduction
+            skin = albedo[b, self._face_vertices].astype(np.float64).mean(0)
+            brightness = float((skin * (facing @ illumination[b].astype(np.float64))).mean())
+            gains.append(np.clip((self.config.exposure / max(brightness, 1e-3)) ** strength, 0.5, 4.0))
+        return np.array(gains)
 
     def _finish(self, rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
         """Box-filter the supersampled render down and composite it over the background."""

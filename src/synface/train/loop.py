@@ -355,8 +355,8 @@ class Trainer:
             # Resize first: augmenting at the network's input size costs less when it is smaller.
             x = augment(self.augmentation, fit_input(x, self.input_size), stream_seed(c.seed, 6, step, chunk))
             x = x.mul_(2.0).sub_(1.0)
-            if c.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            # Batches arrive in channels-last memory (images are stored HWC); match the model.
+            x = x.contiguous(memory_format=torch.channels_last if c.channels_last else torch.contiguous_format)
             syncing = self.ddp is None or m == c.micro_batches - 1
             context = self.ddp.no_sync() if not syncing else contextlib.nullcontext()
             with context:
