@@ -62,7 +62,7 @@ def plain_step(backbone, head, opt, images, labels, input_size):
 
 
 def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: int, classes: int = 1000,
-            compile: bool = False, channels_last: bool = True) -> dict:
+            compile: bool = False, channels_last: bool = True, compile_mode: str = "default") -> dict:
     images, labels = make_batch(batch, classes)
     results = {}
     setups = {}
@@ -75,7 +75,7 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
         opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
         if kind == "ours":
             module = TrainingModule(backbone, head, classes, 0)
-            backbone = torch.compile(module) if compile else module
+            backbone = torch.compile(module, mode=compile_mode) if compile else module
         setups[kind] = (backbone, head, opt)
     run = {
         "ours": lambda: ours_step(*setups["ours"], images, labels, input_size, amp, channels_last),
@@ -97,7 +97,7 @@ def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: in
         results[f"{kind}_img_per_s"] = round(rounds * steps * batch / times[kind], 1)
     results["ratio"] = round(results["ours_img_per_s"] / results["plain_img_per_s"], 3)
     results.update(backbone=name, input_size=list(input_size), batch=batch, amp=amp, compile=compile,
-                   channels_last=channels_last)
+                   channels_last=channels_last, compile_mode=compile_mode if compile else None)
     return results
 
 
@@ -110,7 +110,7 @@ def main() -> None:
     tune_cpu_allocator()
     cpu = load_train_config("cpu")
     preset = measure(cpu.backbone, parse_size(cpu.input_size), cpu.batch_size, cpu.amp, args.rounds, args.steps,
-                     compile=cpu.compile, channels_last=cpu.channels_last)
+                     compile=cpu.compile, channels_last=cpu.channels_last, compile_mode=cpu.compile_mode)
     paper = measure("lresnet50e_ir", (112, 96), 32, True, 2, 1, compile=False)
     result = {
         "ours_img_per_s": preset["ours_img_per_s"],

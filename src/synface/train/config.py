@@ -61,6 +61,7 @@ class TrainConfig:
     domain_mixup: str | list[float] = "full"  # psi grid when --real is given: linspace(0, 1, 21)
     amp: bool = False  # bf16 autocast (CPU with bf16 units, recent GPUs)
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode, e.g. max-autotune-no-cudagraphs
     channels_last: bool = True
     seed: int = 0
     workers: int = 2  # DataLoader processes per training process

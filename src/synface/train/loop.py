@@ -199,7 +199,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         runner = self.ddp or module
-        self.forward = torch.compile(runner) if c.compile else runner
+        self.forward = torch.compile(runner, mode=c.compile_mode) if c.compile else runner
         self.augmentation = build_augmentation(c.augment)
         if self.augmentation is not None:
             self.augmentation = self.augmentation.to(self.device)
