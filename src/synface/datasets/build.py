@@ -209,28 +209,6 @@ def _worker_shard(root: str, k: int) -> int:
 
 
 def finish_synthetic_dataset(root: Path, spec: DatasetSpec) -> None:
-    rows = []
-    for k in range(spec.num_shards):
-        meta = load_shard_meta(root, k)
-        for r, m in enumerate(meta):
-            yaw, pitch, roll = np.degrees(m["pose"])
-            rows.append(
-                {
-                    "index": k * spec.shard_size + r,
-                    "shard": k,
-                    "row": r,
-                    "label": int(m["label"]),
-                    "secondary": int(m["secondary"]),
-                    "phi": f"{m['phi']:.4f}",
-                    "identity": int(m["identity"]),
-                    "sample": int(m["sample"]),
-                    "yaw_deg": f"{yaw:.2f}",
-                    "pitch_deg": f"{pitch:.2f}",
-                    "roll_deg": f"{roll:.2f}",
-                    "camera_distance_cm": f"{m['camera_distance']:.1f}",
-                    "active_blendshapes": int(np.count_nonzero(m["expression"] > 0.05)),
-                }
-            )
     h, w = parse_size(spec.size)
     info = {
         "kind": "synthetic",
@@ -242,7 +220,30 @@ def finish_synthetic_dataset(root: Path, spec: DatasetSpec) -> None:
         "size": [h, w],
         "mixup": spec.uses_mixup,
     }
-    write_dataset_info(root, info, rows)
+    write_dataset_info(root, info, _manifest_rows(root, spec))
+
+
+def _manifest_rows(root: Path, spec: DatasetSpec):
+    """One readable row per image, shard by shard (the full latent vectors stay in the shards)."""
+    for k in range(spec.num_shards):
+        meta = load_shard_meta(root, k)
+        for r, m in enumerate(meta):
+            yaw, pitch, roll = np.degrees(m["pose"])
+            yield {
+                "index": k * spec.shard_size + r,
+                "shard": k,
+                "row": r,
+                "label": int(m["label"]),
+                "secondary": int(m["secondary"]),
+                "phi": f"{m['phi']:.4f}",
+                "identity": int(m["identity"]),
+                "sample": int(m["sample"]),
+                "yaw_deg": f"{yaw:.2f}",
+                "pitch_deg": f"{pitch:.2f}",
+                "roll_deg": f"{roll:.2f}",
+                "camera_distance_cm": f"{m['camera_distance']:.1f}",
+                "active_blendshapes": int(np.count_nonzero(m["expression"] > 0.05)),
+            }
 
 
 def merge_datasets(parts: list[str | Path], out: str | Path) -> dict:

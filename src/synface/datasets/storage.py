@@ -20,6 +20,7 @@ import io
 import json
 import os
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,15 +153,23 @@ def load_shard_meta(root: Path, index: int) -> np.ndarray:
 # ---- whole datasets ------------------------------------------------------------------------
 
 
-def write_dataset_info(root: Path, info: dict, manifest_rows: list[dict]) -> None:
-    """Finish a dataset: manifest first, ``dataset.json`` (the completion mark) last."""
+def write_dataset_info(root: Path, info: dict, manifest_rows: Iterable[dict]) -> None:
+    """Finish a dataset: manifest first (streamed: 500K rows never sit in memory as dicts),
+    ``dataset.json`` (the completion mark) last."""
     root = Path(root)
-    if manifest_rows:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(manifest_rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(manifest_rows)
-        _atomic_write(root / "manifest.csv", buffer.getvalue().encode())
+    rows = iter(manifest_rows)
+    first = next(rows, None)
+    if first is not None:
+        path = root / "manifest.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(first), lineterminator="\n")
+            writer.writeheader()
+            writer.writerow(first)
+            writer.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
     info = {"format": FORMAT_VERSION, **info}
     _atomic_write(root / "dataset.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
 
