@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
 import time
@@ -52,8 +53,15 @@ def stream_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of one epoch (cached: every step of the epoch reads it)."""
     return np.random.default_rng(stream_seed(seed, 1, epoch)).permutation(n)
+
+
+@functools.lru_cache(maxsize=4)
+def _cycle_order(n: int, seed: int, cycle: int) -> np.ndarray:
+    return np.random.default_rng(stream_seed(seed, 2, cycle)).permutation(n)
 
 
 def stream_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
@@ -65,7 +73,7 @@ def stream_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
         position = start + done
         cycle, offset = divmod(position, n)
         take = min(n - offset, count - done)
-        out[done : done + take] = np.random.default_rng(stream_seed(seed, 2, cycle)).permutation(n)[offset : offset + take]
+        out[done : done + take] = _cycle_order(n, seed, cycle)[offset : offset + take]
         done += take
     return out
 
