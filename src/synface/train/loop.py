@@ -55,13 +55,17 @@ def stream_seed(*parts: int) -> int:
 
 @functools.lru_cache(maxsize=4)
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of one epoch (cached: every step of the epoch reads it)."""
-    return np.random.default_rng(stream_seed(seed, 1, epoch)).permutation(n)
+    """The shuffled order of one epoch (cached, read-only: every step of the epoch reads it)."""
+    order = np.random.default_rng(stream_seed(seed, 1, epoch)).permutation(n)
+    order.setflags(write=False)
+    return order
 
 
 @functools.lru_cache(maxsize=4)
 def _cycle_order(n: int, seed: int, cycle: int) -> np.ndarray:
-    return np.random.default_rng(stream_seed(seed, 2, cycle)).permutation(n)
+    order = np.random.default_rng(stream_seed(seed, 2, cycle)).permutation(n)
+    order.setflags(write=False)
+    return order
 
 
 def stream_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
