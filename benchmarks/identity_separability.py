@@ -24,20 +24,15 @@ from tqdm.auto import tqdm
 from common import write_result
 from synface.datasets.pairs import load_benchmark
 from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
-from synface.evaluate.verification import kfold_accuracy
+from synface.evaluate.verification import identity_pairs, kfold_accuracy
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
 from synface.imageio import read_rgb
 
 
 def pair_figures(desc: np.ndarray, labels: np.ndarray, rng: np.random.Generator, max_pairs: int = 20000) -> dict:
-    same = [(a, b) for lab in np.unique(labels) for i, a in enumerate(np.flatnonzero(labels == lab))
-            for b in np.flatnonzero(labels == lab)[i + 1 :]]
-    diff = []
-    while len(diff) < min(max_pairs, 10 * len(same)):
-        a, b = rng.integers(len(labels), size=2)
-        if labels[a] != labels[b]:
-            diff.append((a, b))
-    return distance_figures(desc, np.array(same), np.array(diff), rng)
+    same_count = sum(int(c) * (int(c) - 1) // 2 for c in np.unique(labels, return_counts=True)[1])
+    same, diff = identity_pairs(labels, rng, different=min(max_pairs, 10 * same_count))
+    return distance_figures(desc, same, diff, rng)
 
 
 def distance_figures(desc: np.ndarray, same: np.ndarray, diff: np.ndarray, rng: np.random.Generator) -> dict:
@@ -66,7 +61,6 @@ def generated(judge: DlibJudge, identities: int, images: int, rng) -> dict:
     # the face's box in the aligned frame: the template's eyes/mouth span plus margins
     box = (int(0.16 * size), int(0.16 * size), int(0.84 * size), int(0.90 * size))
     descs, detected, tone = [], [], []
-    face_vertices = torch.from_numpy(gen.mesh.region == gen.model.region_names.index("face"))
     for start in tqdm(range(0, len(ids), 64), desc="render + judge", unit="batch"):
         i, s = list(ids[start : start + 64]), list(samples[start : start + 64])
         latents = gen.latents(i, s)
@@ -78,7 +72,7 @@ def generated(judge: DlibJudge, identities: int, images: int, rng) -> dict:
             pad = size // 4
             detected.append(judge.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)))
             descs.append(judge.describe(face, box))
-            tone.append(float(alb[face_vertices].mean()))  # skin tone: mean albedo of the face region
+            tone.append(float(alb[gen.face_vertices].mean()))  # skin tone: mean albedo of the face region
     descs, detected, tone = np.stack(descs), np.array(detected), np.array(tone)
     figures = pair_figures(descs, ids, rng)
     thirds = np.quantile(tone, [1 / 3, 2 / 3])

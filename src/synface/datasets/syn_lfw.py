@@ -45,6 +45,11 @@ class SynLfwConfig:
     size: str = "112x96"
 
 
+def lfw_image_number(path: str) -> int:
+    """``Name/Name_0003.jpg`` -> 3."""
+    return int(Path(path).stem.rsplit("_", 1)[1])
+
+
 def synthetic_name(index: int) -> str:
     return f"Syn_{index + 1:05d}"
 
@@ -86,12 +91,13 @@ def _lookup(names: dict[str, str], name: str, path: Path, lineno: int) -> str:
         raise SynfaceError(f"{path}:{lineno}: person {name!r} has no images under images/") from None
 
 
-def skin_vertices(mesh, face_region: int) -> np.ndarray:
-    """Vertex indices of forehead, cheeks and nose: skin whose colour is mostly light, not
-    brows, eyes or lips."""
+def skin_vertices(mesh, face_vertices: np.ndarray) -> np.ndarray:
+    """Of the face region's vertices, those of forehead, cheeks and nose: skin whose colour
+    is mostly light, not brows, eyes or lips."""
     pos = mesh.neutral.numpy()
     lm = pos[mesh.landmarks68]
-    face = mesh.region == face_region
+    face = np.zeros(len(pos), bool)
+    face[face_vertices] = True
     front = pos[:, 2] > 6.0
     away = np.ones(len(pos), bool)
     for idx, radius in ((range(17, 27), 1.2), (range(36, 48), 1.3), (range(48, 68), 1.0)):
@@ -107,7 +113,7 @@ class LfwAttributeFitter:
         self.generator = generator
         mesh = generator.mesh
         self.points3d = np.stack([mesh.neutral[list(g)].mean(0).numpy() for g in mesh.five_point_groups])
-        self.skin = skin_vertices(mesh, generator.model.region_names.index("face"))
+        self.skin = skin_vertices(mesh, generator.face_vertices)
         zero = torch.zeros(1, generator.appearance.dim)
         self.skin_albedo = generator.appearance.albedo(zero)[0, self.skin].mean(0).numpy()
 
@@ -194,15 +200,14 @@ def build_syn_lfw(
     row_of = {i: r for r, i in enumerate(selected)}
 
     def target(i: int) -> str:
-        person, file = images[i].split("/")
-        number = int(Path(file).stem.rsplit("_", 1)[1])
-        return f"{names[person]}/{names[person]}_{number:04d}.png"
+        person = images[i].split("/")[0]
+        return f"{names[person]}/{names[person]}_{lfw_image_number(images[i]):04d}.png"
 
     todo = [i for i in selected if not (out / "images" / target(i)).is_file()]
     for start in tqdm(range(0, len(todo), RENDER_BATCH), desc="render syn-lfw", unit="batch", disable=not progress):
         batch = todo[start : start + RENDER_BATCH]
         people_k = [index[images[i].split("/")[0]] for i in batch]
-        numbers = [int(Path(images[i]).stem.rsplit("_", 1)[1]) for i in batch]
+        numbers = [lfw_image_number(images[i]) for i in batch]
         vectors = None
         if config.ratio is not None:
             own = np.stack([np.concatenate(generator.identity(k, NAMESPACE)) for k in people_k])

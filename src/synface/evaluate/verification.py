@@ -12,6 +12,22 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 
+def identity_pairs(
+    labels: np.ndarray, rng: np.random.Generator, different: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every same-identity pair of a labelled set, and ``different`` (default: as many)
+    random pairs of different identities drawn with ``rng``; both (P, 2) index arrays."""
+    same = [(a, b) for label in np.unique(labels) for i, a in enumerate(np.flatnonzero(labels == label))
+            for b in np.flatnonzero(labels == label)[i + 1 :]]
+    count = len(same) if different is None else different
+    diff = []
+    while len(diff) < count:
+        a, b = rng.integers(len(labels), size=2)
+        if labels[a] != labels[b]:
+            diff.append((a, b))
+    return np.array(same, np.int64).reshape(-1, 2), np.array(diff, np.int64).reshape(-1, 2)
+
+
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """The threshold with the highest accuracy on (scores, same), by exact search.
 

@@ -67,7 +67,8 @@ class FaceGenerator:
         self.render_size = (h * s, w * s)
         self.render_template = template(self.render_size)
         self._basis64 = torch.cat([self.mesh.id_basis, self.mesh.exp_basis]).double()
-        self._face_vertices = np.flatnonzero(self.mesh.region == self.model.region_names.index("face"))
+        # Vertices of the face region (not scalp, neck, eyes or mouth interior).
+        self.face_vertices = np.flatnonzero(self.mesh.region == self.model.region_names.index("face"))
         self._renderer = None
         self.timings: dict[str, float] = {}
 
@@ -181,7 +182,7 @@ class FaceGenerator:
         facing = sh_basis(np.array([0.0, 0.0, 1.0]))  # irradiance on a face-on surface
         gains = []
         for b in range(len(albedo)):  # per image, in float64: no batch-dependent reduction
-            skin = albedo[b, self._face_vertices].astype(np.float64).mean(0)
+            skin = albedo[b, self.face_vertices].astype(np.float64).mean(0)
             brightness = float((skin * (facing @ illumination[b].astype(np.float64))).mean())
             gains.append(np.clip((self.config.exposure / max(brightness, 1e-3)) ** strength, 0.5, 4.0))
         return np.array(gains)

@@ -14,7 +14,7 @@ from torch import nn
 from synface.datasets.build import generate_dataset
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.datasets.storage import ShardedDataset
-from synface.evaluate.verification import verification_metrics
+from synface.evaluate.verification import identity_pairs, verification_metrics
 from synface.train.config import ValidationConfig
 
 
@@ -35,14 +35,8 @@ def build_validation_set(folder: Path, train_spec: DatasetSpec | None, config: V
 def validation_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All same-identity pairs and as many random different-identity pairs, in 10 folds."""
     rng = np.random.default_rng(seed)
-    same = [(a, b) for label in np.unique(labels) for i, a in enumerate(np.flatnonzero(labels == label))
-            for b in np.flatnonzero(labels == label)[i + 1 :]]
-    diff = []
-    while len(diff) < len(same):
-        a, b = rng.integers(len(labels), size=2)
-        if labels[a] != labels[b]:
-            diff.append((a, b))
-    pairs = np.array(same + diff, np.int64)
+    same, diff = identity_pairs(labels, rng)
+    pairs = np.concatenate([same, diff])
     is_same = np.array([True] * len(same) + [False] * len(diff))
     folds = rng.permutation(len(pairs)) % 10
     return pairs, is_same, folds
