@@ -30,6 +30,7 @@ from synface.datasets.storage import (
     write_shard,
 )
 from synface.errors import SynfaceError
+from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
 from synface.generate.mixup import mix_identities
 
@@ -160,7 +161,7 @@ def generate_dataset(
         else:
             context = multiprocessing.get_context("spawn")
             with futures.ProcessPoolExecutor(
-                min(workers, len(todo)), mp_context=context, initializer=_worker_init, initargs=(dump_yaml(spec),)
+                min(workers, len(todo)), mp_context=context, initializer=_worker_init, initargs=(spec,)
             ) as pool:
                 jobs = {pool.submit(_worker_shard, str(root), k): k for k in todo}
                 for job in futures.as_completed(jobs):
@@ -185,9 +186,7 @@ def _make_shard(generator, spec: DatasetSpec, plan: ImagePlan, root: Path, k: in
 _WORKER: dict = {}
 
 
-def _worker_init(spec_yaml: str) -> None:
-    import yaml
-
+def _worker_init(spec: DatasetSpec) -> None:
     from synface.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
@@ -196,7 +195,6 @@ def _worker_init(spec_yaml: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    spec = from_dict(DatasetSpec, yaml.safe_load(spec_yaml), "spec")
     _WORKER.update(spec=spec, plan=plan_images(spec), generator=make_generator(spec))
 
 
@@ -242,7 +240,7 @@ def _manifest_rows(root: Path, spec: DatasetSpec):
                 "pitch_deg": f"{pitch:.2f}",
                 "roll_deg": f"{roll:.2f}",
                 "camera_distance_cm": f"{m['camera_distance']:.1f}",
-                "active_blendshapes": int(np.count_nonzero(m["expression"] > 0.05)),
+                "active_blendshapes": int(active_blendshapes(m["expression"])),
             }
 
 

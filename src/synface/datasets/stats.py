@@ -8,6 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from synface.datasets.storage import ShardedDataset
+from synface.facemodel.latents import active_blendshapes
 from synface.imageio import write_image
 
 
@@ -31,17 +32,21 @@ def dataset_stats(ds: ShardedDataset) -> dict:
         },
     }
     if ds.info["kind"] == "synthetic":
-        pose = np.degrees(ds.meta["pose"])
-        active = (ds.meta["expression"] > 0.05).sum(1)
-        stats["factors"] = {
-            "yaw_deg": _summary(pose[:, 0]),
-            "pitch_deg": _summary(pose[:, 1]),
-            "roll_deg": _summary(pose[:, 2]),
-            "camera_distance_cm": _summary(ds.meta["camera_distance"]),
-            "active_blendshapes": _summary(active),
-            "ambient_light": _summary(ds.meta["illumination"][:, 0:3].mean(1)),
-        }
+        stats["factors"] = {name: _summary(values) for name, values in synthetic_factors(ds.meta).items()}
     return stats
+
+
+def synthetic_factors(meta: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image values of the latent factors people look at, from shard metadata."""
+    pose = np.degrees(meta["pose"])
+    return {
+        "yaw_deg": pose[:, 0],
+        "pitch_deg": pose[:, 1],
+        "roll_deg": pose[:, 2],
+        "active_blendshapes": active_blendshapes(meta["expression"]),
+        "ambient_light": meta["illumination"][:, 0:3].mean(1),  # the SH DC term, mean over RGB
+        "camera_distance_cm": meta["camera_distance"],
+    }
 
 
 def _summary(x: np.ndarray) -> dict:
@@ -58,15 +63,7 @@ def plot_stats(ds: ShardedDataset, path: Path) -> None:
 
     panels = [("images per identity", np.bincount(ds.labels, minlength=ds.num_classes)), ("mixup phi", ds.phi)]
     if ds.info["kind"] == "synthetic":
-        pose = np.degrees(ds.meta["pose"])
-        panels += [
-            ("yaw (deg)", pose[:, 0]),
-            ("pitch (deg)", pose[:, 1]),
-            ("roll (deg)", pose[:, 2]),
-            ("active blendshapes", (ds.meta["expression"] > 0.05).sum(1)),
-            ("ambient light (SH DC)", ds.meta["illumination"][:, 0:3].mean(1)),
-            ("camera distance (cm)", ds.meta["camera_distance"]),
-        ]
+        panels += list(synthetic_factors(ds.meta).items())
     cols = 4
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)

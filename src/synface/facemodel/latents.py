@@ -139,6 +139,11 @@ def sample_expression(rng: np.random.Generator, names: list[str], rate: float) -
     return weights
 
 
+def active_blendshapes(expression: np.ndarray) -> np.ndarray:
+    """How many blendshapes an expression (..., 57) visibly uses (weight above 0.05)."""
+    return np.count_nonzero(np.asarray(expression) > 0.05, axis=-1)
+
+
 def sample_pose(rng: np.random.Generator, config: SamplerConfig) -> np.ndarray:
     deg = np.array(
         [

@@ -7,8 +7,6 @@ and at φ = 0 exactly α2.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 PHI_GRIDS = {
@@ -17,13 +15,6 @@ PHI_GRIDS = {
     "syn3": np.linspace(0.6, 1.0, 11),
     "full": np.linspace(0.0, 1.0, 21),
 }
-
-
-@dataclass(frozen=True)
-class SoftLabel:
-    primary: int
-    secondary: int
-    phi: float  # weight of the primary class; the secondary gets 1 - phi
 
 
 def mix_identities(alpha1: np.ndarray, alpha2: np.ndarray, phi: float | np.ndarray) -> np.ndarray:
