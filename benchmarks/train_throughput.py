@@ -25,7 +25,7 @@ from synface.models.heads import MarginHead
 from synface.train.loop import TrainingModule
 from synface.runtime import tune_cpu_allocator
 from synface.train.config import load_train_config
-from synface.train.validation import fit_input
+from synface.evaluate.embed import fit_input
 
 from common import write_result
 

@@ -18,6 +18,13 @@ def to_input(batch: np.ndarray | torch.Tensor, device: torch.device | str = "cpu
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
+def fit_input(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Area-resize a float NCHW batch to the network's input size (a no-op when equal)."""
+    if size is None or tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return nn.functional.interpolate(x, size=tuple(size), mode="area")
+
+
 @torch.inference_mode()
 def embed_crops(
     model: nn.Module,
@@ -28,11 +35,13 @@ def embed_crops(
     channels_last: bool = True,
     amp: bool = False,
     desc: str = "embed",
+    input_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """L2-normalised embeddings (N, D) float32; with ``flip`` the embedding of the mirrored
     crop is added before normalising (the usual LFW test-time augmentation).
 
-    ``amp`` runs the network in reduced precision (bf16 on CPU, fp16 on CUDA): about twice
+    ``input_size`` area-resizes crops stored at another size (e.g. 112x96 data for a 56x48
+    network). ``amp`` runs the network in reduced precision (bf16 on CPU, fp16 on CUDA): about twice
     as fast on CPUs with bf16 instructions, at a small cost in embedding precision.
     """
     device = torch.device(device)
@@ -44,7 +53,8 @@ def embed_crops(
     out = []
     with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
         for start in tqdm(range(0, len(crops), batch_size), desc=desc, unit="batch", leave=False):
-            x = to_input(crops[start : start + batch_size], device).contiguous(memory_format=memory_format)
+            x = fit_input(to_input(crops[start : start + batch_size], device), input_size)
+            x = x.contiguous(memory_format=memory_format)
             feats = model(x)
             if flip:
                 feats = feats + model(x.flip(3))

@@ -39,7 +39,8 @@ from synface.runtime import resolve_device
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
 from synface.train.distributed import barrier, init_distributed, mean_over_ranks, shutdown
-from synface.train.validation import build_validation_set, fit_input, validate
+from synface.evaluate.embed import fit_input
+from synface.train.validation import build_validation_set, validate
 
 CHECKPOINT = "checkpoint.pt"
 # What --resume may change: the length and schedule of the run and how it is watched, never
@@ -397,7 +398,8 @@ class Trainer:
     def _validate(self, validation: ShardedDataset) -> None:
         if not self.dist.is_main:
             return
-        result = validate(self.module.backbone, validation, self.input_size, self.device, self.config.amp)
+        result = validate(self.module.backbone, validation, self.input_size, self.device, self.config.amp,
+                          self.config.channels_last)
         record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), **result}
         self.history.append(record)
         tqdm.write(f"epoch {record['epoch']:.2f}: synthetic validation accuracy {100 * result['val_accuracy']:.2f} %")

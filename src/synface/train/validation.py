@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synface.datasets.build import generate_dataset
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.datasets.storage import ShardedDataset
+from synface.evaluate.embed import embed_crops
 from synface.evaluate.verification import identity_pairs, verification_metrics
 from synface.train.config import ValidationConfig
 
@@ -42,30 +42,14 @@ def validation_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.
     return pairs, is_same, folds
 
 
-def fit_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Area-resize a float NCHW batch to the network's input size (a no-op when equal)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="area")
-
-
-@torch.no_grad()
-def embed_dataset(model: nn.Module, ds: ShardedDataset, size: tuple[int, int], device: torch.device,
-                  amp: bool = False, batch: int = 128) -> np.ndarray:
+def validate(model: nn.Module, ds: ShardedDataset, size: tuple[int, int], device: torch.device, amp: bool = False,
+             channels_last: bool = True) -> dict:
+    """Verification accuracy on the held-out set. ``channels_last`` should match the training
+    model's layout, so that embedding never converts the model being trained."""
     was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(ds), batch):
-        x = torch.from_numpy(ds.images(np.arange(start, min(start + batch, len(ds))))).to(device)
-        x = fit_input(x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0), size).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(F.normalize(model(x).float(), dim=1).cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-def validate(model: nn.Module, ds: ShardedDataset, size: tuple[int, int], device: torch.device, amp: bool = False) -> dict:
-    emb = embed_dataset(model, ds, size, device, amp)
+    emb = embed_crops(model, ds.images(np.arange(len(ds))), batch_size=128, flip=False, device=device,
+                      channels_last=channels_last, amp=amp, desc="validate", input_size=size)
+    model.train(was_training)  # embedding switches the model to eval mode
     pairs, same, folds = validation_pairs(ds.labels)
     scores = np.einsum("ij,ij->i", emb[pairs[:, 0]], emb[pairs[:, 1]])
     metrics = verification_metrics(scores, same, folds)
