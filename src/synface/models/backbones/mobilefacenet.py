@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from synface.models.backbones.common import downsampled
+from synface.models.backbones.common import DepthwiseConv2d, downsampled
 
 # (expansion t, output channels c, repeats n, first stride s), the paper's Table 1.
 BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -18,8 +18,9 @@ BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2
 
 def conv_bn(cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, groups: int = 1, act: bool = True):
     padding = (kernel // 2) if isinstance(kernel, int) else 0
+    conv = DepthwiseConv2d if groups > 1 else nn.Conv2d
     layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
+        conv(cin, cout, kernel, stride, padding, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
     ]
     if act:
