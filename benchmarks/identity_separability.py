@@ -65,14 +65,14 @@ def generated(judge: DlibJudge, identities: int, images: int, rng) -> dict:
         i, s = list(ids[start : start + 64]), list(samples[start : start + 64])
         latents = gen.latents(i, s)
         faces = gen.render(latents, np.array([image_key(a, b) for a, b in zip(i, s)]))
-        albedo = gen.appearance.albedo(torch.from_numpy(latents.appearance))
-        for face, alb in zip(faces, albedo):
+        skin_tones = gen.appearance.skin_tone(torch.from_numpy(latents.appearance))
+        for face, skin_tone in zip(faces, skin_tones):
             # The aligned crop is tight; real photos show surroundings, so pad by a quarter
             # (edge pixels repeated) before asking the detector.
             pad = size // 4
             detected.append(judge.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)))
             descs.append(judge.describe(face, box))
-            tone.append(float(alb[gen.face_vertices].mean()))  # skin tone: mean albedo of the face region
+            tone.append(float(skin_tone.mean()))  # mean albedo of the face's skin
     descs, detected, tone = np.stack(descs), np.array(detected), np.array(tone)
     figures = pair_figures(descs, ids, rng)
     thirds = np.quantile(tone, [1 / 3, 2 / 3])

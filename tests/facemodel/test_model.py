@@ -39,7 +39,7 @@ def test_malformed_face_model_files_are_clear_errors(tmp_path, model):
     with pytest.raises(SynfaceError, match="partial.npz lacks arrays: .*id_basis"):
         FaceModel.load(partial)
     arrays = {k: getattr(model, k) for k in ("neutral", "exp_basis", "faces", "face_region", "face_material",
-                                               "vertex_region", "landmarks68")}
+                                               "vertex_region", "landmarks68", "uv", "faces_uv")}
     arrays.update(id_basis=model.id_basis[:, :10], exp_names=np.array(model.exp_names),
                   exp_in_config=model.exp_in_config, region_names=np.array(model.region_names),
                   material_names=np.array(model.material_names))
@@ -75,3 +75,19 @@ def test_fixed_attributes_stay_canonical(model):
     assert np.array_equal(a["pose"], b["pose"]) and np.array_equal(a["illumination"], b["illumination"])
     with pytest.raises(ValueError, match="unknown attributes"):
         SamplerConfig(vary=("hairstyle",))
+
+
+def test_render_mesh_is_simplified_with_uvs_in_its_regions_tiles(model):
+    from synface.facemodel.model import ATLAS_TILES, RENDER_TRIANGLES
+
+    mesh = model.render_mesh()
+    assert len(mesh.faces) <= RENDER_TRIANGLES < len(model.faces)
+    assert mesh.uv.min() >= 0.0 and mesh.uv.max() <= 1.0
+    tile = np.floor(mesh.uv[:, 0] * len(ATLAS_TILES)).clip(0, len(ATLAS_TILES) - 1)
+    names = model.region_names
+    assert set(tile[mesh.region == names.index("face")]) == {0}
+    assert set(tile[mesh.region == names.index("head_neck")]) == {1}
+    assert set(tile[np.isin(mesh.region, [names.index("eyeball_L"), names.index("eyeball_R")])]) == {2}
+    # Render vertices copy model vertices; the 68 landmarks are among them.
+    assert np.array_equal(mesh.source[mesh.landmarks68], model.landmarks68)
+    assert np.allclose(mesh.neutral.numpy(), model.neutral[mesh.source])

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from synface.facemodel.appearance import texel_surface
 from synface.facemodel.latents import SamplerConfig
 from synface.faces.templates import template
 from synface.generate.generator import FaceGenerator, GeneratorConfig
@@ -34,20 +35,21 @@ def test_rendered_landmarks_appear_where_they_are_projected(generator):
     lat = generator.latents([3, 4], [0, 0], sampler=SamplerConfig(vary=()))
     geo = generator.geometry(lat)
     mesh = generator.mesh
-    pos = mesh.neutral.numpy()
-    lm = mesh.landmarks68
+    size = generator.appearance.size
+    texel_pos, _, covered = texel_surface(mesh, size)
+    lm_pos = mesh.neutral.numpy()[mesh.landmarks68]
     s = generator.config.supersample
     sh = np.zeros((2, 9, 3), np.float32)
     sh[:, 0] = 1.0 / 0.282095  # uniform irradiance 1
     for k in (30, 48, 54):
-        near = np.linalg.norm(pos - pos[lm[k]], axis=1) < 0.18
-        albedo = np.zeros((2, mesh.num_vertices, 3), np.float32)
-        albedo[:, near] = 1.0
+        near = (np.linalg.norm(texel_pos - lm_pos[k], axis=1) < 0.25) & covered.ravel()
+        texture = np.zeros((2, size[0] * size[1], 3), np.uint8)
+        texture[:, near] = 255
         rgba = generator.renderer.render(geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(),
-                                         albedo, sh, np.arange(2))
-        small = rgba.reshape(2, 112, s, 96, s, 4).astype(np.float64).mean(axis=(2, 4))[..., 0]
+                                         texture.reshape(2, *size, 3), sh, np.arange(2))
+        small = rgba[..., 0].astype(np.float64)
         for b in range(2):
-            expected = (geo["pixels"][b, lm[k]].numpy() + 0.5) / s - 0.5
+            expected = (geo["pixels"][b, mesh.landmarks68[k]].numpy() + 0.5) / s - 0.5
             weight = np.clip(small[b] - 20, 0, None)
             yy, xx = np.mgrid[:112, :96]
             centre = np.array([(weight * xx).sum(), (weight * yy).sum()]) / weight.sum()
@@ -108,3 +110,14 @@ def test_auto_exposure_evens_out_face_brightness(data_root):
     # a camera exposes for the face: dim, dark faces brighten, and the spread shrinks
     assert brightness[0.75].std() < 0.7 * brightness[0.0].std()
     assert brightness[0.75].min() > brightness[0.0].min() + 10
+
+
+def test_appearance_is_a_linear_uv_texture_and_uploads_its_rounded_bytes(generator):
+    app = generator.appearance
+    a1, a2 = (torch.from_numpy(generator.identity(i)[1])[None] for i in (1, 2))
+    t1, t2, mid = app.albedo(a1), app.albedo(a2), app.albedo(0.5 * a1 + 0.5 * a2)
+    assert t1.shape == (1, *app.size, 3)
+    unclamped = (t1 > 0.01) & (t1 < 0.99) & (t2 > 0.01) & (t2 < 0.99)
+    assert torch.allclose(mid[unclamped], (0.5 * t1 + 0.5 * t2)[unclamped], atol=1e-5)
+    expected = (app.albedo(a1).double() * 255).round().to(torch.uint8).numpy()
+    assert np.abs(app.texture_bytes(a1).astype(int) - expected).max() <= 1

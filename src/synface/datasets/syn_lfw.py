@@ -115,7 +115,7 @@ class LfwAttributeFitter:
         self.points3d = np.stack([mesh.neutral[list(g)].mean(0).numpy() for g in mesh.five_point_groups])
         self.skin = skin_vertices(mesh, generator.face_vertices)
         zero = torch.zeros(1, generator.appearance.dim)
-        self.skin_albedo = generator.appearance.albedo(zero)[0, self.skin].mean(0).numpy()
+        self.skin_albedo = generator.appearance.skin_tone(zero)[0]
 
     def fit(self, lfw_root: Path, images: list[str]) -> dict[str, np.ndarray]:
         landmark_file = find_landmark_file(lfw_root)

@@ -29,6 +29,8 @@ REQUIRED = {
     "material_names": 1,
     "vertex_region": 1,
     "landmarks68": 1,
+    "uv": 2,
+    "faces_uv": 2,
 }
 # Opaque parts a face crop shows. Helper overlays (lacrimal fluid, eye blend/occlusion,
 # lash cards), teeth and gums are left out: at 112x96 they cost triangles and show nothing.
@@ -37,6 +39,14 @@ RENDER_REGIONS = ("face", "head_neck", "mouth_socket", "eye_socket_L", "eye_sock
 SKIPPED_MATERIALS = ("M_IrisLeft", "M_IrisRight")
 # 5 alignment points from the 68: eye centres, nose tip, mouth corners (image left first).
 FIVE_POINT_GROUPS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), (30,), (48,), (54,))
+# The drawn mesh is simplified to this many triangles (from ~31K): at 112x96 the difference
+# is below a pixel (benchmarks/generate_throughput.py) and llvmpipe's cost falls with it.
+RENDER_TRIANGLES = 9000
+# Texture atlas: three square tiles side by side. The ICT UV layout puts the face and the
+# eyeballs in the same UDIM tile (separate textures in the original), so they get a tile each.
+ATLAS_TILES = ("face", "head", "eyes")
+_ATLAS_TILE_OF_REGION = {"face": 0, "head_neck": 1, "mouth_socket": 1, "eye_socket_L": 1, "eye_socket_R": 1,
+                         "eyeball_L": 2, "eyeball_R": 2}
 
 
 def default_model_path() -> Path:
@@ -54,6 +64,8 @@ class RenderMesh:
     region: np.ndarray  # (V,) region id per vertex (names in FaceModel.region_names)
     five_point_groups: list[list[int]]  # per alignment point, the vertices it averages
     landmarks68: np.ndarray  # (68,) indices into the V vertices
+    uv: np.ndarray  # (V, 2) float32 texture-atlas coordinates in [0, 1] (v up)
+    source: np.ndarray  # (V,) the model vertex each render vertex copies (split at UV seams)
 
     @property
     def num_vertices(self) -> int:
@@ -77,6 +89,8 @@ class FaceModel:
         self.material_names = [str(n) for n in arrays["material_names"]]
         self.vertex_region = arrays["vertex_region"].astype(np.int64)
         self.landmarks68 = arrays["landmarks68"].astype(np.int64)
+        self.uv = arrays["uv"].astype(np.float32)
+        self.faces_uv = arrays["faces_uv"].astype(np.int64)
         self._check(source)
         self._mesh: RenderMesh | None = None
 
@@ -110,6 +124,8 @@ class FaceModel:
             problems.append("faces must be (F, 3) vertex indices")
         if len(self.face_region) != len(self.faces) or len(self.face_material) != len(self.faces):
             problems.append("face_region / face_material must have one entry per triangle")
+        if self.faces_uv.shape != self.faces.shape or self.faces_uv.max() >= len(self.uv):
+            problems.append("faces_uv must be (F, 3) indices into uv")
         if self.landmarks68.shape != (68,) or self.landmarks68.max() >= v:
             problems.append("landmarks68 must be 68 vertex indices")
         if problems:
@@ -137,20 +153,68 @@ class FaceModel:
         return self._mesh
 
     def _build_render_mesh(self) -> RenderMesh:
+        """Keep the visible regions, split vertices at UV seams (one render vertex per
+        (vertex, uv) pair), simplify to ``RENDER_TRIANGLES``, and restrict the bases to the
+        vertices left and the 68 landmarks (kept for alignment even where not drawn)."""
+        import meshoptimizer
+
         regions = [self.region_names.index(r) for r in RENDER_REGIONS]
         skipped = [self.material_names.index(m) for m in SKIPPED_MATERIALS if m in self.material_names]
         keep = np.isin(self.face_region, regions) & ~np.isin(self.face_material, skipped)
-        faces = self.faces[keep]
-        used = np.unique(np.concatenate([faces.ravel(), self.landmarks68]))
-        remap = np.full(len(self.neutral), -1, np.int64)
+        corners = np.stack([self.faces[keep].ravel(), self.faces_uv[keep].ravel()], axis=1)
+        split, corner_index = np.unique(corners, axis=0, return_inverse=True)
+        source = split[:, 0]
+        faces = corner_index.reshape(-1, 3)
+        uv = self._atlas_uv(split[:, 1], self.face_region[keep], faces)
+        # A split vertex belongs to the region of the triangles around it (one UV island =
+        # one region), not to the model's vertex range: seam vertices of the face range that
+        # the scalp's triangles use are scalp here.
+        region = np.empty(len(split), np.int64)
+        region[faces.ravel()] = np.repeat(self.face_region[keep], 3)
+        landmarks = self._first_copy(source, self.landmarks68)
+
+        # Simplify on the neutral shape. Open borders (eye and mouth openings, the neck) and
+        # UV seams stay locked, so lid and lip margins keep every vertex they move with.
+        indices = faces.astype(np.uint32).ravel()
+        out = np.zeros_like(indices)
+        count = meshoptimizer.simplify(
+            out, indices, np.ascontiguousarray(self.neutral[source]),
+            target_index_count=min(RENDER_TRIANGLES * 3, len(indices)), target_error=0.02,
+            options=meshoptimizer.SIMPLIFY_LOCK_BORDER,
+        )
+        faces = out[:count].astype(np.int64).reshape(-1, 3)
+        # Draw the skin before what it hides (mouth interior, eyeballs, sockets): the
+        # rasteriser's early depth test then skips shading most hidden fragments.
+        skin = np.isin(region[faces[:, 0]], [self.region_names.index(r) for r in ("face", "head_neck")])
+        faces = faces[np.argsort(~skin, kind="stable")]
+
+        used = np.unique(np.concatenate([faces.ravel(), landmarks]))
+        remap = np.full(len(source), -1, np.int64)
         remap[used] = np.arange(len(used))
-        lm = remap[self.landmarks68]
+        source = source[used]
+        lm = remap[landmarks]
         return RenderMesh(
-            neutral=torch.from_numpy(self.neutral[used].copy()),
-            id_basis=torch.from_numpy(self.id_basis[:, used].reshape(self.num_shape, -1).copy()),
-            exp_basis=torch.from_numpy(self.exp_basis[:, used].reshape(self.num_expressions, -1).copy()),
+            neutral=torch.from_numpy(self.neutral[source].copy()),
+            id_basis=torch.from_numpy(self.id_basis[:, source].reshape(self.num_shape, -1).copy()),
+            exp_basis=torch.from_numpy(self.exp_basis[:, source].reshape(self.num_expressions, -1).copy()),
             faces=torch.from_numpy(remap[faces]),
-            region=self.vertex_region[used],
+            region=region[used],
             five_point_groups=[[int(lm[k]) for k in group] for group in FIVE_POINT_GROUPS],
             landmarks68=lm,
+            uv=uv[used],
+            source=source,
         )
+
+    def _atlas_uv(self, uv_index: np.ndarray, triangle_region: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Atlas coordinates of split vertices: the UDIM fraction placed in its region's tile."""
+        tile = np.zeros(len(uv_index), np.int64)
+        for r, t in _ATLAS_TILE_OF_REGION.items():
+            tile[faces[triangle_region == self.region_names.index(r)].ravel()] = t
+        frac = self.uv[uv_index] - np.floor(self.uv[uv_index])
+        return np.stack([(tile + frac[:, 0]) / len(ATLAS_TILES), frac[:, 1]], axis=1).astype(np.float32)
+
+    @staticmethod
+    def _first_copy(source: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+        """Index of the first split copy of each model vertex in ``vertices``."""
+        order = np.argsort(source, kind="stable")
+        return order[np.searchsorted(source[order], vertices)]

@@ -1,7 +1,8 @@
 """Headless OpenGL rasteriser for batches of deformed face meshes.
 
-Geometry is projected on the CPU (or GPU) by torch; OpenGL only rasterises, interpolates
-normals and albedo, and shades with spherical-harmonics irradiance in the fragment shader.
+Geometry is projected on the CPU (or GPU) by torch; OpenGL only rasterises, evaluates
+spherical-harmonics irradiance per vertex, interpolates it with the texture coordinates, and
+multiplies it by each face's own albedo texture (one layer of a texture array per slot).
 Faces are drawn into slots of one atlas framebuffer, one indexed draw per face, and read back
 with a single transfer per batch. An image is always drawn in the slot its key selects, so its
 pixels never depend on which other images share the batch (byte-identical across batch sizes).
@@ -16,35 +17,64 @@ import numpy as np
 
 from synface.errors import SynfaceError
 
+# Spherical-harmonics irradiance is smooth, so it is evaluated per vertex and interpolated;
+# the fragment shader only fetches the albedo texel and multiplies (llvmpipe's cost is per
+# fragment).
 _VERTEX = """
 #version 330
+uniform vec3 sh[9];
 in vec3 in_pos;      // x, y in NDC, z depth in [-1, 1]
 in vec3 in_normal;
-in vec3 in_albedo;
-out vec3 v_normal;
-out vec3 v_albedo;
+in vec2 in_uv;
+out vec3 v_irradiance;
+out vec2 v_uv;
 void main() {
     gl_Position = vec4(in_pos, 1.0);
-    v_normal = in_normal;
-    v_albedo = in_albedo;
-}
-"""
-
-_FRAGMENT = """
-#version 330
-uniform vec3 sh[9];
-in vec3 v_normal;
-in vec3 v_albedo;
-out vec4 f_color;
-void main() {
-    vec3 n = normalize(v_normal);
+    vec3 n = normalize(in_normal);
     float x = n.x, y = n.y, z = n.z;
     vec3 e = sh[0] * 0.282095
            + sh[1] * 0.488603 * y + sh[2] * 0.488603 * z + sh[3] * 0.488603 * x
            + sh[4] * 1.092548 * x * y + sh[5] * 1.092548 * y * z
            + sh[6] * 0.315392 * (3.0 * z * z - 1.0)
            + sh[7] * 1.092548 * x * z + sh[8] * 0.546274 * (x * x - y * y);
-    f_color = vec4(clamp(v_albedo * max(e, vec3(0.0)), 0.0, 1.0), 1.0);
+    v_irradiance = max(e, vec3(0.0));
+    v_uv = in_uv;
+}
+"""
+
+_FRAGMENT = """
+#version 330
+uniform sampler2DArray albedo_atlas;
+uniform float layer;
+in vec3 v_irradiance;
+in vec2 v_uv;
+out vec4 f_color;
+void main() {
+    vec3 albedo = texture(albedo_atlas, vec3(v_uv, layer)).rgb;
+    f_color = vec4(clamp(albedo * v_irradiance, 0.0, 1.0), 1.0);
+}
+"""
+
+
+_QUAD_VERTEX = """
+#version 330
+in vec2 in_corner;
+void main() { gl_Position = vec4(in_corner, 0.0, 1.0); }
+"""
+
+# Box filter: each output pixel is the mean of its factor x factor supersampled pixels.
+_DOWNSAMPLE_FRAGMENT = """
+#version 330
+uniform sampler2D source;
+uniform int factor;
+out vec4 f_color;
+void main() {
+    ivec2 base = ivec2(gl_FragCoord.xy) * factor;
+    vec4 sum = vec4(0.0);
+    for (int dy = 0; dy < factor; ++dy)
+        for (int dx = 0; dx < factor; ++dx)
+            sum += texelFetch(source, base + ivec2(dx, dy), 0);
+    f_color = sum / float(factor * factor);
 }
 """
 
@@ -64,13 +94,22 @@ def create_context(backend: str | None = None):
 
 
 class MeshRenderer:
-    """Renders up to ``slots`` faces of one fixed triangle list per pass."""
+    """Renders up to ``slots`` faces of one fixed triangle list per pass, at ``supersample``
+    times (height, width), and box-filters them down on the GPU (or llvmpipe) before the one
+    readback, which is then ``supersample``² times smaller."""
 
-    def __init__(self, height: int, width: int, triangles: np.ndarray, num_vertices: int, slots: int = 64) -> None:
+    def __init__(
+        self, height: int, width: int, triangles: np.ndarray, uv: np.ndarray, texture_size: tuple[int, int],
+        slots: int = 64, supersample: int = 2,
+    ) -> None:
         import moderngl
 
+        self.out_height, self.out_width, self.supersample = height, width, supersample
+        height, width = height * supersample, width * supersample
         self.height, self.width, self.slots = height, width, slots
+        num_vertices = len(uv)
         self.num_vertices = num_vertices
+        self.texture_size = tuple(texture_size)  # (height, width)
         self.cols = int(np.ceil(np.sqrt(slots)))
         self.rows = int(np.ceil(slots / self.cols))
         self.ctx = create_context()
@@ -80,14 +119,31 @@ class MeshRenderer:
         # One index block per slot, offset to that slot's vertices: draw k = indices of block k.
         blocks = triangles.reshape(1, -1) + (np.arange(slots, dtype=np.int32) * num_vertices)[:, None]
         self.ibo = self.ctx.buffer(blocks.astype(np.int32).tobytes())
-        self.vbo = self.ctx.buffer(reserve=slots * num_vertices * 9 * 4)
+        self.vbo = self.ctx.buffer(reserve=slots * num_vertices * 6 * 4)
+        # Texture coordinates never change: uploaded once for every slot.
+        self.uv_vbo = self.ctx.buffer(np.tile(np.asarray(uv, np.float32), (slots, 1)).tobytes())
         self.vao = self.ctx.vertex_array(
-            self.program, [(self.vbo, "3f 3f 3f", "in_pos", "in_normal", "in_albedo")], self.ibo, index_element_size=4
+            self.program,
+            [(self.vbo, "3f 3f", "in_pos", "in_normal"), (self.uv_vbo, "2f", "in_uv")],
+            self.ibo,
+            index_element_size=4,
         )
+        th, tw = self.texture_size
+        self.atlas = self.ctx.texture_array((tw, th, slots), 3, dtype="f1")
+        self.atlas.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.atlas.repeat_x = self.atlas.repeat_y = False
+        self.atlas.use(location=0)
+        self.program["albedo_atlas"].value = 0
         size = (self.cols * width, self.rows * height)
-        self.fbo = self.ctx.framebuffer(
-            color_attachments=[self.ctx.texture(size, 4)], depth_attachment=self.ctx.depth_renderbuffer(size)
-        )
+        self.frame = self.ctx.texture(size, 4)
+        self.fbo = self.ctx.framebuffer(color_attachments=[self.frame], depth_attachment=self.ctx.depth_renderbuffer(size))
+        small = (self.cols * self.out_width, self.rows * self.out_height)
+        self.small_fbo = self.ctx.framebuffer(color_attachments=[self.ctx.texture(small, 4)])
+        self.downsample = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_DOWNSAMPLE_FRAGMENT)
+        self.downsample["factor"].value = supersample
+        self.downsample["source"].value = 1
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self.quad = self.ctx.vertex_array(self.downsample, [(self.ctx.buffer(quad.tobytes()), "2f", "in_corner")])
         self._moderngl = moderngl
 
     def slot_rect(self, slot: int) -> tuple[int, int, int, int]:
@@ -98,15 +154,17 @@ class MeshRenderer:
         pixels: np.ndarray,
         depth: np.ndarray,
         normals: np.ndarray,
-        albedo: np.ndarray,
+        textures: np.ndarray,
         sh: np.ndarray,
         keys: np.ndarray,
     ) -> np.ndarray:
-        """Rasterise B faces. pixels (B, V, 2) in pixel coordinates (integer = pixel centre,
-        y down), depth (B, V) in [0, 1], normals/albedo (B, V, 3), sh (B, 9, 3), keys (B,)
-        choose the slots. Returns RGBA uint8 (B, H, W, 4); alpha is coverage."""
+        """Rasterise B faces. pixels (B, V, 2) in supersampled pixel coordinates (integer =
+        pixel centre, y down), depth (B, V) in [0, 1], normals (B, V, 3), textures uint8
+        (B, th, tw, 3) albedo atlases (row 0 = v 0), sh (B, 9, 3), keys (B,) choose the slots.
+        Returns RGBA uint8 (B, height, width, 4) at the output size; colour is premultiplied
+        by alpha, the coverage."""
         n = len(pixels)
-        out = np.empty((n, self.height, self.width, 4), np.uint8)
+        out = np.empty((n, self.out_height, self.out_width, 4), np.uint8)
         slots = np.asarray(keys, dtype=np.int64) % self.slots
         remaining = list(range(n))
         while remaining:
@@ -117,21 +175,22 @@ class MeshRenderer:
                     later.append(i)  # slot busy: this image waits for the next pass
                 else:
                     taken[int(slots[i])] = i
-            self._pass(taken, pixels, depth, normals, albedo, sh, out)
+            self._pass(taken, pixels, depth, normals, textures, sh, out)
             remaining = later
         return out
 
-    def _pass(self, taken, pixels, depth, normals, albedo, sh, out) -> None:
+    def _pass(self, taken, pixels, depth, normals, textures, sh, out) -> None:
         ctx, mgl = self.ctx, self._moderngl
+        th, tw = self.texture_size
         # Only the slots drawn in this pass are uploaded; the others are not drawn.
-        block = np.empty((self.num_vertices, 9), np.float32)
+        block = np.empty((self.num_vertices, 6), np.float32)
         for slot, i in taken.items():
             block[:, 0] = (pixels[i, :, 0] + 0.5) * (2.0 / self.width) - 1.0
             block[:, 1] = 1.0 - (pixels[i, :, 1] + 0.5) * (2.0 / self.height)
             block[:, 2] = depth[i] * 2.0 - 1.0
             block[:, 3:6] = normals[i]
-            block[:, 6:9] = albedo[i]
             self.vbo.write(block.tobytes(), offset=slot * block.nbytes)
+            self.atlas.write(np.ascontiguousarray(textures[i]), viewport=(0, 0, slot, tw, th, 1))
         self.fbo.use()
         ctx.enable(mgl.DEPTH_TEST)
         # Back faces are always hidden behind front ones (the mesh is closed where it is seen);
@@ -145,10 +204,72 @@ class MeshRenderer:
             ctx.viewport = rect
             ctx.scissor = rect
             self.program["sh"].write(np.ascontiguousarray(sh[i], dtype=np.float32).tobytes())
+            self.program["layer"].value = float(slot)
             self.vao.render(mgl.TRIANGLES, vertices=self.indices_per_face, first=slot * self.indices_per_face)
         ctx.scissor = None
-        atlas = np.frombuffer(self.fbo.read(components=4, alignment=1), np.uint8)
-        atlas = atlas.reshape(self.rows * self.height, self.cols * self.width, 4)
+        ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
+        self.small_fbo.use()
+        self.frame.use(location=1)
+        self.quad.render(mgl.TRIANGLE_STRIP)
+        h, w = self.out_height, self.out_width
+        atlas = np.frombuffer(self.small_fbo.read(components=4, alignment=1), np.uint8)
+        atlas = atlas.reshape(self.rows * h, self.cols * w, 4)
         for slot, i in taken.items():
-            x, y, w, h = self.slot_rect(slot)
+            x, y = (slot % self.cols) * w, (slot // self.cols) * h
             out[i] = atlas[y : y + h, x : x + w][::-1]  # GL rows run bottom-up
+
+
+_UV_VERTEX = """
+#version 330
+in vec2 in_uv;
+in vec4 in_value;
+out vec4 v_value;
+void main() {
+    gl_Position = vec4(in_uv * 2.0 - 1.0, 0.0, 1.0);
+    v_value = in_value;
+}
+"""
+
+_UV_FRAGMENT = """
+#version 330
+in vec4 v_value;
+out vec4 f_value;
+void main() { f_value = v_value; }
+"""
+
+
+def rasterize_in_uv(uv: np.ndarray, triangles: np.ndarray, values: np.ndarray, size: tuple[int, int]):
+    """Draw a mesh flat in texture space: each texel gets the interpolated ``values`` (V, <=4)
+    of the surface point it shows. Returns (values (h, w, C) float32, covered (h, w) bool),
+    row 0 at v = 0 (the texture upload order)."""
+    import moderngl
+
+    h, w = size
+    channels = values.shape[1]
+    padded = np.zeros((len(values), 4), np.float32)
+    padded[:, :channels] = values
+    ctx = create_context()
+    try:
+        program = ctx.program(vertex_shader=_UV_VERTEX, fragment_shader=_UV_FRAGMENT)
+        vbo = ctx.buffer(np.concatenate([np.asarray(uv, np.float32), padded], axis=1).tobytes())
+        ibo = ctx.buffer(np.ascontiguousarray(triangles, dtype=np.int32).tobytes())
+        vao = ctx.vertex_array(program, [(vbo, "2f 4f", "in_uv", "in_value")], ibo, index_element_size=4)
+        target = ctx.texture((w, h), 4, dtype="f4")
+        fbo = ctx.framebuffer(color_attachments=[target])
+        fbo.use()
+        ctx.viewport = (0, 0, w, h)
+        ctx.clear(0.0, 0.0, 0.0, 0.0)
+        vao.render(moderngl.TRIANGLES)
+        # A second draw marks which texels the mesh covers.
+        cover_vbo = ctx.buffer(np.concatenate([np.asarray(uv, np.float32), np.ones((len(uv), 4), np.float32)], 1).tobytes())
+        cover_vao = ctx.vertex_array(program, [(cover_vbo, "2f 4f", "in_uv", "in_value")], ibo, index_element_size=4)
+        cover_target = ctx.texture((w, h), 4, dtype="f4")
+        cover_fbo = ctx.framebuffer(color_attachments=[cover_target])
+        cover_fbo.use()
+        ctx.clear(0.0, 0.0, 0.0, 0.0)
+        cover_vao.render(moderngl.TRIANGLES)
+        out = np.frombuffer(fbo.read(components=4, dtype="f4"), np.float32).reshape(h, w, 4)[..., :channels]
+        covered = np.frombuffer(cover_fbo.read(components=4, dtype="f4"), np.float32).reshape(h, w, 4)[..., 0] > 0.5
+        return out.copy(), covered
+    finally:
+        ctx.release()
