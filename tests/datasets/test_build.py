@@ -132,3 +132,15 @@ def test_output_of_another_spec_is_refused(reference, tmp_path):
     other = load_spec("syn1")
     with pytest.raises(SynfaceError, match="holds a different dataset"):
         generate_dataset(other, reference, progress=False)
+
+
+def test_a_dataset_rendered_by_another_generator_version_is_not_resumed(tmp_path):
+    from synface.datasets.build import prepare_output
+    from synface.errors import SynfaceError
+
+    spec = load_spec("demo")
+    prepare_output(tmp_path / "d", spec)
+    prepare_output(tmp_path / "d", spec)  # same version: fine
+    (tmp_path / "d" / "generator.txt").write_text("older\n")
+    with pytest.raises(SynfaceError, match="rendered by generator 'older'"):
+        prepare_output(tmp_path / "d", spec)

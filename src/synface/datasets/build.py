@@ -32,6 +32,7 @@ from synface.datasets.storage import (
 from synface.errors import SynfaceError
 from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
+from synface.generate.generator import GENERATOR_VERSION
 from synface.generate.mixup import mix_identities
 
 RENDER_BATCH = 64
@@ -114,7 +115,15 @@ def prepare_output(root: Path, spec: DatasetSpec) -> None:
                 f"{root} holds a different dataset (its spec.yaml differs from {spec.name}'s); "
                 "choose another --out or delete it"
             )
+        stamp = root / "generator.txt"
+        made_by = stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
+        if made_by != GENERATOR_VERSION:
+            raise SynfaceError(
+                f"{root} was rendered by generator {made_by!r}, this code renders {GENERATOR_VERSION!r}: "
+                "its images would not match new ones; choose another --out or delete it"
+            )
     else:
+        (root / "generator.txt").write_text(GENERATOR_VERSION + "\n")
         tmp = spec_file.with_name("spec.yaml.tmp")
         tmp.write_text(text)
         tmp.replace(spec_file)

@@ -23,6 +23,10 @@ from synface.faces.templates import parse_size, template
 from synface.render.background import procedural_backgrounds
 from synface.seeding import identity_rng, sample_rng
 
+# Bumped whenever the same latents render different pixels; datasets record it and refuse to
+# resume with a different one.
+GENERATOR_VERSION = "uv-texture-1"
+
 # The head turns about a point between the ears, roughly the top of the neck (cm).
 PIVOT = np.array([0.0, 0.0, -1.0], np.float32)
 
