@@ -165,12 +165,12 @@ class FaceModel:
         split, corner_index = np.unique(corners, axis=0, return_inverse=True)
         source = split[:, 0]
         faces = corner_index.reshape(-1, 3)
-        uv = self._atlas_uv(split[:, 1], self.face_region[keep], faces)
         # A split vertex belongs to the region of the triangles around it (one UV island =
         # one region), not to the model's vertex range: seam vertices of the face range that
         # the scalp's triangles use are scalp here.
         region = np.empty(len(split), np.int64)
         region[faces.ravel()] = np.repeat(self.face_region[keep], 3)
+        uv = self._atlas_uv(split[:, 1], region)
         landmarks = self._first_copy(source, self.landmarks68)
 
         # Simplify on the neutral shape. Open borders (eye and mouth openings, the neck) and
@@ -205,11 +205,12 @@ class FaceModel:
             source=source,
         )
 
-    def _atlas_uv(self, uv_index: np.ndarray, triangle_region: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    def _atlas_uv(self, uv_index: np.ndarray, region: np.ndarray) -> np.ndarray:
         """Atlas coordinates of split vertices: the UDIM fraction placed in its region's tile."""
-        tile = np.zeros(len(uv_index), np.int64)
+        tile_of = np.zeros(len(self.region_names), np.int64)
         for r, t in _ATLAS_TILE_OF_REGION.items():
-            tile[faces[triangle_region == self.region_names.index(r)].ravel()] = t
+            tile_of[self.region_names.index(r)] = t
+        tile = tile_of[region]
         frac = self.uv[uv_index] - np.floor(self.uv[uv_index])
         return np.stack([(tile + frac[:, 0]) / len(ATLAS_TILES), frac[:, 1]], axis=1).astype(np.float32)
 

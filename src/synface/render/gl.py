@@ -146,8 +146,9 @@ class MeshRenderer:
         self.quad = self.ctx.vertex_array(self.downsample, [(self.ctx.buffer(quad.tobytes()), "2f", "in_corner")])
         self._moderngl = moderngl
 
-    def slot_rect(self, slot: int) -> tuple[int, int, int, int]:
-        return ((slot % self.cols) * self.width, (slot // self.cols) * self.height, self.width, self.height)
+    def slot_rect(self, slot: int, width: int, height: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of ``slot`` in an atlas of width x height cells."""
+        return ((slot % self.cols) * width, (slot // self.cols) * height, width, height)
 
     def render(
         self,
@@ -200,7 +201,7 @@ class MeshRenderer:
         ctx.scissor = None
         ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         for slot, i in taken.items():
-            rect = self.slot_rect(slot)
+            rect = self.slot_rect(slot, self.width, self.height)
             ctx.viewport = rect
             ctx.scissor = rect
             self.program["sh"].write(np.ascontiguousarray(sh[i], dtype=np.float32).tobytes())
@@ -215,7 +216,7 @@ class MeshRenderer:
         atlas = np.frombuffer(self.small_fbo.read(components=4, alignment=1), np.uint8)
         atlas = atlas.reshape(self.rows * h, self.cols * w, 4)
         for slot, i in taken.items():
-            x, y = (slot % self.cols) * w, (slot // self.cols) * h
+            x, y, _, _ = self.slot_rect(slot, w, h)
             out[i] = atlas[y : y + h, x : x + w][::-1]  # GL rows run bottom-up
 
 
@@ -233,8 +234,12 @@ void main() {
 _UV_FRAGMENT = """
 #version 330
 in vec4 v_value;
-out vec4 f_value;
-void main() { f_value = v_value; }
+layout(location = 0) out vec4 f_value;
+layout(location = 1) out vec4 f_covered;  // 1 wherever the mesh is drawn
+void main() {
+    f_value = v_value;
+    f_covered = vec4(1.0);
+}
 """
 
 
@@ -254,22 +259,13 @@ def rasterize_in_uv(uv: np.ndarray, triangles: np.ndarray, values: np.ndarray, s
         vbo = ctx.buffer(np.concatenate([np.asarray(uv, np.float32), padded], axis=1).tobytes())
         ibo = ctx.buffer(np.ascontiguousarray(triangles, dtype=np.int32).tobytes())
         vao = ctx.vertex_array(program, [(vbo, "2f 4f", "in_uv", "in_value")], ibo, index_element_size=4)
-        target = ctx.texture((w, h), 4, dtype="f4")
-        fbo = ctx.framebuffer(color_attachments=[target])
+        fbo = ctx.framebuffer(color_attachments=[ctx.texture((w, h), 4, dtype="f4") for _ in range(2)])
         fbo.use()
         ctx.viewport = (0, 0, w, h)
         ctx.clear(0.0, 0.0, 0.0, 0.0)
         vao.render(moderngl.TRIANGLES)
-        # A second draw marks which texels the mesh covers.
-        cover_vbo = ctx.buffer(np.concatenate([np.asarray(uv, np.float32), np.ones((len(uv), 4), np.float32)], 1).tobytes())
-        cover_vao = ctx.vertex_array(program, [(cover_vbo, "2f 4f", "in_uv", "in_value")], ibo, index_element_size=4)
-        cover_target = ctx.texture((w, h), 4, dtype="f4")
-        cover_fbo = ctx.framebuffer(color_attachments=[cover_target])
-        cover_fbo.use()
-        ctx.clear(0.0, 0.0, 0.0, 0.0)
-        cover_vao.render(moderngl.TRIANGLES)
-        out = np.frombuffer(fbo.read(components=4, dtype="f4"), np.float32).reshape(h, w, 4)[..., :channels]
-        covered = np.frombuffer(cover_fbo.read(components=4, dtype="f4"), np.float32).reshape(h, w, 4)[..., 0] > 0.5
+        out = np.frombuffer(fbo.read(components=4, dtype="f4", attachment=0), np.float32).reshape(h, w, 4)[..., :channels]
+        covered = np.frombuffer(fbo.read(components=4, dtype="f4", attachment=1), np.float32).reshape(h, w, 4)[..., 0] > 0.5
         return out.copy(), covered
     finally:
         ctx.release()
