@@ -25,14 +25,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--appearance", default=None, help="procedural, learned or both (default: the generator's)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    gen = FaceGenerator(GeneratorConfig(size=(112, 96), slots=args.batch))
+    config = GeneratorConfig(size=(112, 96), slots=args.batch)
+    config.appearance = args.appearance or config.appearance
+    gen = FaceGenerator(config)
     # 16 images per identity, as in a dataset (a batch computes each distinct texture once).
     seconds, latent_time, timings = run(gen, args.images, args.batch, depth=16)
     # Every image its own identity, as in identity-mixup sets where each image has its own phi.
     distinct_seconds = run(gen, args.images, args.batch, depth=1)[0]
     result = {
+        "appearance": config.appearance,
         "faces_per_s": args.images / seconds,
         "goal_faces_per_s": 300,
         "faces_per_s_every_image_distinct_identity": args.images / distinct_seconds,
@@ -46,10 +50,15 @@ def main() -> None:
         "triangles": int(len(gen.mesh.faces)),
         "vertices": int(gen.mesh.num_vertices),
         "texture_size": list(gen.appearance.size),
-        "gl_renderer": gen.renderer.ctx.info["GL_RENDERER"],
+        "gl_renderer": gl_renderer(gen),
         "cpu_count": os.cpu_count(),
     }
     write_result(args.json, result)
+
+
+def gl_renderer(gen: FaceGenerator) -> str:
+    with gen.renderer.ctx as ctx:  # current, so the driver answers for this context
+        return ctx.info["GL_RENDERER"]
 
 
 def run(gen: FaceGenerator, images: int, batch: int, depth: int) -> tuple[float, float, dict]:

@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--per-identity", type=int, default=4)
+    parser.add_argument("--appearance", default=None, help="procedural, learned or both (default: the generator's)")
     args = parser.parse_args()
-    gen = FaceGenerator(GeneratorConfig(size=(112, 112)))
+    config = GeneratorConfig(size=(112, 112))
+    config.appearance = args.appearance or config.appearance
+    gen = FaceGenerator(config)
     detector = MTCNN()
     ids = list(np.repeat(np.arange(args.identities), args.per_identity))
     samples = list(np.tile(np.arange(args.per_identity), args.identities))
@@ -49,6 +52,7 @@ def main() -> None:
     yaws, found = np.array(yaws), np.array(found)
     bins = [(0, 15), (15, 30), (30, 45), (45, 60)]
     result = {
+        "appearance": config.appearance,
         "mtcnn_detection_rate": float(found[yaws <= 45].mean()),
         "goal_detection_rate": 0.95,
         "detection_rate_by_abs_yaw": {f"{a}-{b}": float(found[(yaws >= a) & (yaws < b)].mean()) for a, b in bins

@@ -8,6 +8,8 @@ varying as in a training set), embeds them with dlib's ResNet (an outside judge)
 threshold, 10-fold, balanced pairs), ``detection_rate`` (dlib's HOG detector) overall and per
 skin-tone third. The same figures for real LFW pairs are the reference. Goals: inter >= 0.75
 with intra <= 0.45, far_at_0.6 <= 5 %, detection >= 95 % in every skin-tone third.
+Every appearance mode (procedural, learned, both) is measured; the top-level keys are the
+default mode's. ``--sheet`` writes a contact sheet: per mode, identities x images.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from common import write_result
 from synface.datasets.pairs import load_benchmark
 from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
 from synface.evaluate.verification import identity_pairs, kfold_accuracy
+from synface.facemodel.learned import APPEARANCE_MODES
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
 from synface.imageio import read_rgb
 
@@ -53,19 +56,25 @@ def distance_figures(desc: np.ndarray, same: np.ndarray, diff: np.ndarray, rng: 
     }
 
 
-def generated(judge: DlibJudge, identities: int, images: int, rng) -> dict:
+def generated(
+    judge: DlibJudge, identities: int, images: int, rng, appearance: str, sheet: list | None = None, **config
+) -> dict:
+    """``config``: further GeneratorConfig fields (e.g. sampler, appearance_scale)."""
     size = 224  # dlib wants faces of ~150 px; the 112x112 template scaled x2
-    gen = FaceGenerator(GeneratorConfig(size=(size, size)))
+    gen = FaceGenerator(GeneratorConfig(size=(size, size), appearance=appearance, **config))
     ids = np.repeat(np.arange(identities), images)
     samples = np.tile(np.arange(images), identities)
     # the face's box in the aligned frame: the template's eyes/mouth span plus margins
     box = (int(0.16 * size), int(0.16 * size), int(0.84 * size), int(0.90 * size))
-    descs, detected, tone = [], [], []
-    for start in tqdm(range(0, len(ids), 64), desc="render + judge", unit="batch"):
+    descs, detected, tone, yaw = [], [], [], []
+    for start in tqdm(range(0, len(ids), 64), desc=f"render + judge ({appearance})", unit="batch"):
         i, s = list(ids[start : start + 64]), list(samples[start : start + 64])
         latents = gen.latents(i, s)
         faces = gen.render(latents, np.array([image_key(a, b) for a, b in zip(i, s)]))
+        if sheet is not None and start == 0:
+            sheet.append(faces)
         skin_tones = gen.appearance.skin_tone(torch.from_numpy(latents.appearance))
+        yaw += list(np.degrees(np.abs(latents.pose[:, 0])))
         for face, skin_tone in zip(faces, skin_tones):
             # The aligned crop is tight; real photos show surroundings, so pad by a quarter
             # (edge pixels repeated) before asking the detector.
@@ -73,16 +82,19 @@ def generated(judge: DlibJudge, identities: int, images: int, rng) -> dict:
             detected.append(judge.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)))
             descs.append(judge.describe(face, box))
             tone.append(float(skin_tone.mean()))  # mean albedo of the face's skin
-    descs, detected, tone = np.stack(descs), np.array(detected), np.array(tone)
+    descs, detected, tone, yaw = np.stack(descs), np.array(detected), np.array(tone), np.array(yaw)
     figures = pair_figures(descs, ids, rng)
     thirds = np.quantile(tone, [1 / 3, 2 / 3])
     darkest, lightest = tone <= thirds[0], tone > thirds[1]
     figures.update(
-        identities=identities, images_per_identity=images, size=[size, size],
+        appearance=appearance, identities=identities, images_per_identity=images, size=[size, size],
         detection_rate=float(detected.mean()),
         detection_rate_darkest_third=float(detected[darkest].mean()),
         detection_rate_middle_third=float(detected[~darkest & ~lightest].mean()),
         detection_rate_lightest_third=float(detected[lightest].mean()),
+        # dlib's HOG detector is a frontal one: how much of the miss rate is the pose prior's tail
+        detection_rate_by_abs_yaw={f"{a}-{b}": float(detected[(yaw >= a) & (yaw < b)].mean())
+                                   for a, b in ((0, 15), (15, 30), (30, 45), (45, 61)) if ((yaw >= a) & (yaw < b)).any()},
     )
     return figures
 
@@ -105,18 +117,43 @@ def real_lfw(judge: DlibJudge, rng) -> dict:
     return figures
 
 
+def write_sheet(path: Path, batches: list[np.ndarray], images: int, identities: int = 4, cell: int = 84) -> None:
+    """Per mode, ``identities`` rows of ``images`` faces (the first batch's), ``cell`` px each,
+    saved as a 256-colour PNG (small enough to commit)."""
+    from PIL import Image
+
+    rows = []
+    for faces in batches:
+        faces = faces[: identities * images]
+        small = [cv2.resize(f, (cell, cell), interpolation=cv2.INTER_AREA) for f in faces]
+        rows += [np.concatenate(small[r * images : (r + 1) * images], axis=1) for r in range(len(small) // images)]
+    sheet = Image.fromarray(np.concatenate(rows, axis=0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--skip-lfw", action="store_true")
+    parser.add_argument("--modes", default=",".join(APPEARANCE_MODES), help="appearance modes to measure")
+    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG (rows: identities of each mode)")
     args = parser.parse_args()
     judge = DlibJudge()
-    rng = np.random.default_rng(0)
     start = time.perf_counter()
-    result = {"generator_procedural": generated(judge, args.identities, args.images, rng)}
-    result.update(result["generator_procedural"])  # the default mode's figures at the top level
+    result, sheets = {}, []
+    for mode in args.modes.split(","):
+        rng = np.random.default_rng(0)  # the same pairs for every mode
+        result[f"generator_{mode}"] = generated(judge, args.identities, args.images, rng, mode, sheets)
+    default = GeneratorConfig().appearance
+    result["default_appearance"] = default
+    if f"generator_{default}" in result:
+        result.update(result[f"generator_{default}"])  # the default mode's figures at the top level
+    if args.sheet:
+        write_sheet(args.sheet, sheets, args.images)
+    rng = np.random.default_rng(0)
     if not args.skip_lfw:
         result["real_lfw"] = real_lfw(judge, rng)
     result["goals"] = {"inter": ">= 0.75", "intra": "<= 0.45", "far_at_0.6": "<= 0.05", "detection_each_third": ">= 0.95"}

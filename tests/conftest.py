@@ -32,6 +32,20 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _small_appearance_basis(_isolated_env):
+    """The default learned appearance basis, built from 6 celeba-299 identities into the
+    tests' private cache: generators in learned mode then start in seconds, not the ~2
+    minutes the full basis takes (tests check mechanics, not the basis' quality)."""
+    root = _data_root()
+    if root is None or not (root / "celeba-299").is_dir():
+        return
+    from synface.facemodel.learned import build_learned_appearance, default_basis_path
+
+    build_learned_appearance(root / "celeba-299", default_basis_path(), components=5, residual_components=2,
+                             max_identities=6, progress=False)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()

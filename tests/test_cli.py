@@ -117,3 +117,12 @@ def test_generate_rejects_bad_specs_clearly(tmp_path):
     assert result.exit_code == 2 and "unknown key(s) 'widht'" in result.output
     result = runner.invoke(app, ["generate", "no_such_set", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown dataset spec 'no_such_set'" in result.output
+
+
+def test_appearance_build_names_a_missing_real_folder(tmp_path):
+    result = runner.invoke(app, ["appearance", "build", "--real", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b.npz")])
+    assert result.exit_code == 2
+    assert "real image folder not found" in result.output and "nowhere" in result.output
+    (tmp_path / "people").mkdir()
+    result = runner.invoke(app, ["appearance", "build", "--real", str(tmp_path / "people"), "--out", str(tmp_path / "b.npz")])
+    assert result.exit_code == 2 and "no landmark file" in result.output

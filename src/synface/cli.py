@@ -111,6 +111,7 @@ def preview(
     per_group: int = typer.Option(3, min=1, help="Images per varied attribute."),
     seed: int = typer.Option(0),
     size: str = typer.Option("112x96"),
+    appearance: Optional[str] = typer.Option(None, help="Albedo model: procedural, learned or both (default: the generator's)."),
 ) -> None:
     """Grid of generated faces: rows of identities under varying pose / expression / light,
     and an identity-mixup row φ = 0 → 1."""
@@ -120,7 +121,9 @@ def preview(
     from synface.imageio import write_image
 
     try:
-        generator = FaceGenerator(GeneratorConfig(size=parse_size(size), seed=seed))
+        config = GeneratorConfig(size=parse_size(size), seed=seed)
+        config.appearance = appearance or config.appearance
+        generator = FaceGenerator(config)
         grid = preview_grid(generator, identities, per_group, mixup_steps=1 + 3 * per_group)
     except (SynfaceError, ValueError) as exc:
         _fail(exc)
@@ -332,6 +335,58 @@ def demo(
         _fail(exc)
     acc = metrics["lfw_accuracy"]
     console.print(f"LFW accuracy {'n/a' if acc is None else f'{100 * acc:.2f} %'}; report: {out / 'report.md'}")
+
+
+appearance_app = typer.Typer(help="The learned appearance basis (real photos -> UV textures -> PCA).",
+                              no_args_is_help=True)
+app.add_typer(appearance_app, name="appearance")
+
+
+@appearance_app.command("build")
+def appearance_build(
+    real: Path = typer.Option(..., help="Real faces: <identity>/<image> folders and a 5-point landmarks.txt."),
+    out: Optional[Path] = typer.Option(None, help="Output basis (.npz); default: the generator's, cache/appearance/celeba-299.npz."),
+    components: int = typer.Option(40, min=1, help="PCA components over identities."),
+    residual_components: int = typer.Option(20, min=1, help="PCA components over within-person residuals."),
+    max_identities: Optional[int] = typer.Option(None, min=3, help="Use only the first N identities."),
+) -> None:
+    """Fit the face model to each real image, unwrap its pixels into the UV atlas, remove the
+    fitted shading, average per identity and build a PCA basis (facemodel/learned.py)."""
+    from synface.facemodel.learned import build_learned_appearance, default_basis_path
+
+    out = out or default_basis_path()
+    try:
+        report = build_learned_appearance(real, out, components=components, residual_components=residual_components,
+                                          max_identities=max_identities)
+    except SynfaceError as exc:
+        _fail(exc)
+    for path, why in report.skipped[:20]:
+        console.print(f"skipped {path}: {why}")
+    console.print(
+        f"wrote {out}: {report.identities} identities from {report.used} of {report.images} images "
+        f"({len(report.skipped)} unreadable, {report.bad_fits} bad pose fits); {report.components} components "
+        f"explain {100 * report.explained:.1f} % of the identity variance"
+    )
+
+
+@appearance_app.command("ab")
+def appearance_ab(
+    out: Path = typer.Option(Path("runs/appearance_ab"), help="Run folders (one per mode and seed)."),
+    data: Path = typer.Option(Path("data/appearance_ab"), help="Generated datasets."),
+    report: Path = typer.Option(Path("reports/appearance_ab.md"), help="Markdown report."),
+    modes: str = typer.Option("procedural,learned,both", help="Comma-separated appearance modes."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds (generator and training)."),
+    workers: int = typer.Option(2, min=1),
+) -> None:
+    """A/B training of the appearance modes at equal budget: LFW accuracy per mode and seed."""
+    from synface.experiments.appearance_ab import run_appearance_ab
+
+    try:
+        summary = run_appearance_ab(out, data, report, tuple(m.strip() for m in modes.split(",")),
+                                    tuple(int(x) for x in seeds.split(",")), workers=workers)
+    except (SynfaceError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"best appearance by LFW accuracy: {summary['best']}; report: {report}")
 
 
 def print_result(result: dict) -> None:

@@ -81,7 +81,7 @@ def test_render_mesh_is_simplified_with_uvs_in_its_regions_tiles(model):
     from synface.facemodel.model import ATLAS_TILES, RENDER_TRIANGLES
 
     mesh = model.render_mesh()
-    assert len(mesh.faces) <= RENDER_TRIANGLES < len(model.faces)
+    assert len(mesh.surface_faces) <= RENDER_TRIANGLES < len(model.faces)
     assert mesh.uv.min() >= 0.0 and mesh.uv.max() <= 1.0
     tile = np.floor(mesh.uv[:, 0] * len(ATLAS_TILES)).clip(0, len(ATLAS_TILES) - 1)
     names = model.region_names
@@ -90,4 +90,26 @@ def test_render_mesh_is_simplified_with_uvs_in_its_regions_tiles(model):
     assert set(tile[np.isin(mesh.region, [names.index("eyeball_L"), names.index("eyeball_R")])]) == {2}
     # Render vertices copy model vertices; the 68 landmarks are among them.
     assert np.array_equal(mesh.source[mesh.landmarks68], model.landmarks68)
-    assert np.allclose(mesh.neutral.numpy(), model.neutral[mesh.source])
+    surface = ~mesh.is_shell
+    assert np.allclose(mesh.neutral.numpy()[surface], model.neutral[mesh.source[surface]])
+
+
+def test_hair_shell_rests_inside_the_skin_and_moves_out_with_hair_coefficients(model):
+    from synface.facemodel.hair import HAIR_GEOMETRY, SHELL_INSET
+
+    mesh = model.render_mesh()
+    shell = mesh.is_shell
+    assert 300 < shell.sum() < mesh.num_vertices / 2
+    # Shell triangles use shell vertices only; the surface's none.
+    faces = mesh.faces.numpy()
+    assert np.array_equal(shell[faces].any(1), shell[faces].all(1))
+    depth = np.linalg.norm(mesh.neutral.numpy()[shell] - model.neutral[mesh.source[shell]], axis=1)
+    assert np.allclose(depth, SHELL_INSET, atol=1e-4)
+    basis = mesh.hair_basis.view(len(HAIR_GEOMETRY), -1, 3).numpy()
+    assert np.abs(basis[:, ~shell]).max() == 0.0  # hair moves only the shell
+    # 1 cm of crown hair moves crown vertices 1 cm outward (away from the head's centre).
+    crown = shell & (mesh.neutral.numpy()[:, 1] > 12.0)
+    moved = basis[HAIR_GEOMETRY.index("hair_thick_crown"), crown]
+    assert np.allclose(np.linalg.norm(moved, axis=1), 1.0, atol=0.02)
+    outward = mesh.neutral.numpy()[crown] - np.array([0.0, 2.0, 0.0])
+    assert ((moved * outward).sum(1) > 0).all()

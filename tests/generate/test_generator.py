@@ -46,7 +46,7 @@ def test_rendered_landmarks_appear_where_they_are_projected(generator):
         texture = np.zeros((2, size[0] * size[1], 3), np.uint8)
         texture[:, near] = 255
         rgba = generator.renderer.render(geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(),
-                                         texture.reshape(2, *size, 3), sh, np.arange(2))
+                                         texture.reshape(2, *size, 3), sh, np.zeros(2), np.arange(2))
         small = rgba[..., 0].astype(np.float64)
         for b in range(2):
             expected = (geo["pixels"][b, mesh.landmarks68[k]].numpy() + 0.5) / s - 0.5
@@ -57,14 +57,22 @@ def test_rendered_landmarks_appear_where_they_are_projected(generator):
 
 
 def test_identity_mixup_endpoints_reproduce_each_identity_exactly(generator):
-    a1 = np.concatenate(generator.identity(7))
-    a2 = np.concatenate(generator.identity(8))
+    # A person with hair volume (a shell standing off the scalp) and a bald one: the endpoints
+    # must reproduce hair geometry too, and the midpoint has half of the first one's hair.
+    shape_dim = generator.model.num_shape
+    hair = lambda a: generator.appearance.hair_geometry(a[None, shape_dim:])[0]  # noqa: E731
+    people = [np.concatenate(generator.identity(i)) for i in range(40)]
+    i1 = next(i for i, a in enumerate(people) if hair(a).max() > 0.5)
+    i2 = next(i for i, a in enumerate(people) if not hair(a).any())
+    a1, a2 = people[i1], people[i2]
+    half = mix_identities(a1, a2, 0.5)
+    assert np.allclose(hair(half), hair(a1) / 2)
     assert np.array_equal(mix_identities(a1, a2, 1.0), a1)
     assert np.array_equal(mix_identities(a1, a2, 0.0), a2)
     mixed = mix_identities(np.stack([a1, a1, a1]), np.stack([a2, a2, a2]), np.array([1.0, 0.0, 0.5]))
-    lat = generator.latents([7, 7, 7], [2, 2, 2], identity_vectors=mixed)
-    plain1 = generator.latents([7], [2])
-    plain2 = generator.latents([7], [2], identity_vectors=a2[None])
+    lat = generator.latents([i1, i1, i1], [2, 2, 2], identity_vectors=mixed)
+    plain1 = generator.latents([i1], [2])
+    plain2 = generator.latents([i1], [2], identity_vectors=a2[None])
     images = generator.render(lat, keys=np.array([0, 1, 2]))
     assert np.array_equal(images[0], generator.render(plain1, keys=np.array([0]))[0])
     assert np.array_equal(images[1], generator.render(plain2, keys=np.array([1]))[0])
@@ -104,7 +112,8 @@ def test_auto_exposure_evens_out_face_brightness(data_root):
     ids = list(range(24))
     brightness = {}
     for strength in (0.0, 0.75):
-        gen = FaceGenerator(GeneratorConfig(size=(112, 96), exposure_strength=strength))
+        # procedural skin tones span very light to very dark: what auto-exposure is for
+        gen = FaceGenerator(GeneratorConfig(size=(112, 96), exposure_strength=strength, appearance="procedural"))
         faces = gen.generate(ids, [0] * len(ids))
         brightness[strength] = faces[:, 35:85, 25:71].mean(axis=(1, 2, 3))  # the face's centre
     # a camera exposes for the face: dim, dark faces brighten, and the spread shrinks

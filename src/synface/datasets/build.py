@@ -32,7 +32,7 @@ from synface.datasets.storage import (
 from synface.errors import SynfaceError
 from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
-from synface.generate.generator import GENERATOR_VERSION
+from synface.generate.generator import FaceGenerator, GeneratorConfig, generator_signature
 from synface.generate.mixup import mix_identities
 
 RENDER_BATCH = 64
@@ -61,10 +61,12 @@ class ShardSelection:
         return shard % self.count == self.index
 
 
-def make_generator(spec: DatasetSpec):
-    from synface.generate.generator import FaceGenerator, GeneratorConfig
+def make_generator(spec: DatasetSpec) -> FaceGenerator:
+    return FaceGenerator(generator_config(spec))
 
-    return FaceGenerator(GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler))
+
+def generator_config(spec: DatasetSpec) -> GeneratorConfig:
+    return GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler, appearance=spec.appearance)
 
 
 def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +109,7 @@ def latent_meta(latents, rows: ImagePlan) -> np.ndarray:
 def prepare_output(root: Path, spec: DatasetSpec) -> None:
     """Create ``root`` for ``spec``, or check that an existing one was started for the same spec."""
     root.mkdir(parents=True, exist_ok=True)
+    signature = generator_signature(generator_config(spec))
     spec_file = root / "spec.yaml"
     text = dump_yaml(spec)
     if spec_file.is_file():
@@ -117,13 +120,13 @@ def prepare_output(root: Path, spec: DatasetSpec) -> None:
             )
         stamp = root / "generator.txt"
         made_by = stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
-        if made_by != GENERATOR_VERSION:
+        if made_by != signature:
             raise SynfaceError(
-                f"{root} was rendered by generator {made_by!r}, this code renders {GENERATOR_VERSION!r}: "
+                f"{root} was rendered by generator {made_by!r}, this code renders {signature!r}: "
                 "its images would not match new ones; choose another --out or delete it"
             )
     else:
-        (root / "generator.txt").write_text(GENERATOR_VERSION + "\n")
+        (root / "generator.txt").write_text(signature + "\n")
         tmp = spec_file.with_name("spec.yaml.tmp")
         tmp.write_text(text)
         tmp.replace(spec_file)

@@ -17,6 +17,7 @@ import numpy as np
 from synface.config import ConfigError, from_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.facemodel.latents import SamplerConfig
+from synface.facemodel.learned import APPEARANCE_MODES, DEFAULT_APPEARANCE
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
 from synface.seeding import namespace_id, sample_rng
@@ -47,6 +48,7 @@ class DatasetSpec:
     # full (linspace(0, 1, 21)), or a list of values.
     mixup: str | list[float] = "none"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
     seed: int = 0
     namespace: str = "train"
     size: str = "112x96"
@@ -65,6 +67,8 @@ class DatasetSpec:
             raise ValueError("scale must be > 0")
         parse_size(self.size)
         namespace_id(self.namespace)
+        if self.appearance not in APPEARANCE_MODES:
+            raise ValueError(f"unknown appearance {self.appearance!r}; choose from {', '.join(APPEARANCE_MODES)}")
         grid = phi_grid(self.mixup)
         if np.any((grid < 0) | (grid > 1)):
             raise ValueError(f"mixup ratios must lie in [0, 1], got {list(grid)}")

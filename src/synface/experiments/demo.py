@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from synface.datasets.build import generate_dataset
-from synface.datasets.spec import load_spec, resolve_spec
+from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError
 from synface.evaluate.benchmark import evaluate_model
 from synface.faces.templates import parse_size
 from synface.models.backbones import get_backbone
 from synface.models.checkpoint import load_backbone
-from synface.train.config import load_train_config
+from synface.train.config import TrainConfig, load_train_config
 from synface.train.loop import Trainer
 
 DEMO_OVERRIDES = {
@@ -40,29 +40,11 @@ def run_demo(
 ) -> dict:
     out, data = Path(out), Path(data)
     overrides = DEMO_OVERRIDES if overrides is None else overrides
-    timings = {}
-    start = time.perf_counter()
     spec = resolve_spec(load_spec(spec_name))
-    generate_dataset(spec, data, workers=workers)
-    timings["generate_s"] = time.perf_counter() - start
-
     config = load_train_config("cpu", overrides)
-    t0 = time.perf_counter()
-    trainer = Trainer(config, data, out)
-    summary = trainer.run(resume=(out / "checkpoint.pt").is_file())
-    timings["train_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    size = parse_size(config.input_size)
-    model, _ = load_backbone(out / "checkpoint.pt")
-    try:
-        benchmark = "lfw"
-        result = evaluate_model(model, "lfw", size, amp=True)
-        torch.manual_seed(0)
-        floor = evaluate_model(get_backbone(config.backbone, size), "lfw", size, amp=True)
-    except DataNotFoundError:
-        benchmark, result, floor = "held-out synthetic identities (LFW not found)", None, None
-    timings["evaluate_s"] = time.perf_counter() - t0
+    run = generate_train_evaluate(spec, data, config, out, workers, with_floor=True)
+    summary, result, floor, timings = run["summary"], run["lfw"], run["floor"], run["seconds"]
+    benchmark = "lfw" if result else "held-out synthetic identities (LFW not found)"
     metrics = {
         "benchmark": benchmark,
         "lfw_accuracy": result["accuracy_mean"] if result else None,
@@ -74,12 +56,40 @@ def run_demo(
         "dataset": {"spec": spec.name, "identities": spec.num_identities, "images": spec.num_images, "mixup": spec.mixup},
         "training": summary,
         "config": "cpu preset + " + json.dumps(overrides),
-        "seconds": {k: round(v, 1) for k, v in timings.items()},
+        "seconds": timings,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _preview(out / "preview.png")
     (out / "report.md").write_text(render_report(metrics))
     return metrics
+
+
+def generate_train_evaluate(
+    spec: DatasetSpec, data: Path, config: TrainConfig, out: Path, workers: int = 2, with_floor: bool = False
+) -> dict:
+    """Generate ``spec`` into ``data`` (resumable), train ``config`` on it into ``out``
+    (resumable from its checkpoint) and score the result on LFW (None without LFW).
+    ``with_floor``: also score the same network untrained (the chance-level reference)."""
+    timings = {}
+    start = time.perf_counter()
+    generate_dataset(spec, data, workers=workers)
+    timings["generate_s"] = time.perf_counter() - start
+    t0 = time.perf_counter()
+    summary = Trainer(config, data, out).run(resume=(out / "checkpoint.pt").is_file())
+    timings["train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    size = parse_size(config.input_size)
+    model, _ = load_backbone(out / "checkpoint.pt")
+    try:
+        result = evaluate_model(model, "lfw", size, amp=config.amp)
+        floor = None
+        if with_floor:
+            torch.manual_seed(0)
+            floor = evaluate_model(get_backbone(config.backbone, size), "lfw", size, amp=config.amp)
+    except DataNotFoundError:
+        result = floor = None
+    timings["evaluate_s"] = time.perf_counter() - t0
+    return {"summary": summary, "lfw": result, "floor": floor, "seconds": {k: round(v, 1) for k, v in timings.items()}}
 
 
 def _preview(path: Path) -> None:

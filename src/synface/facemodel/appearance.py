@@ -4,20 +4,23 @@ albedo texture = mean + Σ a_k basis_k, with ``a`` part of the identity vector (
 mixup stays one linear formula). The textures live in the render mesh's atlas (face, head and
 eye tiles, ``TEXTURE_TILE`` texels square each). Each basis texture is a coloured region mask
 evaluated at the 3D point of the neutral face that each texel shows, built from the geometry
-and the 68 landmarks: skin tone, lip / cheek / eye-socket tints, three eyebrow shapes, three
-facial-hair regions, three hairlines, hair colour, iris colour and two skin-detail fields. The
-texture's resolution is independent of the (simplified) mesh, and a learned UV basis can
-replace this one.
+and the 68 landmarks: skin tone, lip / cheek / eye-socket tints, three eyebrow shapes, a lash
+line, three facial-hair regions, three hair bands (hair.py) with hair colour and strands, iris
+colour and two skin-detail fields. The appearance vector also carries coefficients that are
+not colours: hair volume (the hair shell's displacement, hair.py) and specular strength.
+``facemodel/learned.py`` puts a learned skin texture under the same components.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from synface.facemodel.hair import HAIR_GEOMETRY, falloff, hair_bands, sample_hair
 from synface.facemodel.model import ATLAS_TILES, FaceModel, RenderMesh
 
 TEXTURE_TILE = 128  # texels per atlas tile side
@@ -28,6 +31,11 @@ SOCKET = np.array([0.55, 0.33, 0.30])
 SCLERA = np.array([0.62, 0.58, 0.56])  # a shaded sclera: bright white eyes read as a stare
 IRIS = np.array([0.33, 0.22, 0.15])
 PUPIL = np.array([0.03, 0.03, 0.03])
+# Painted hair at coefficient 1 has this colour whatever the skin under it: its basis texture
+# is mask x (HAIR_BASE - base albedo), so with a learned skin under it the hair still comes
+# out hair-coloured (linear in the coefficient; hair_red / hair_light tint it).
+HAIR_BASE = SKIN - 0.5
+HAIR_BANDS = ("hair_crown", "hair_mid", "hair_fringe")
 
 # name, colour direction (added per unit coefficient inside the mask)
 COMPONENTS = [
@@ -44,23 +52,23 @@ COMPONENTS = [
     ("moustache", (-0.40, -0.40, -0.40)),
     ("chin_beard", (-0.40, -0.40, -0.40)),
     ("stubble", (-0.30, -0.30, -0.30)),
-    ("hair_crown", (-0.50, -0.50, -0.50)),
-    ("hair_mid", (-0.50, -0.50, -0.50)),
-    ("hair_fringe", (-0.50, -0.50, -0.50)),
+    ("hair_crown", None),  # toward HAIR_BASE from whatever lies under the hair (see below)
+    ("hair_mid", None),
+    ("hair_fringe", None),
     ("hair_red", (0.12, 0.02, -0.04)),
     ("hair_light", (0.30, 0.28, 0.20)),
+    ("hair_strands", (-0.12, -0.12, -0.12)),
+    ("lash_line", (-0.45, -0.45, -0.45)),
     ("iris_blue", (-0.10, 0.06, 0.22)),
     ("iris_light", (0.15, 0.14, 0.10)),
     ("skin_detail_1", (0.02, 0.02, 0.02)),
     ("skin_detail_2", (0.015, 0.012, 0.008)),
 ]
-NAMES = [name for name, _ in COMPONENTS]
-
-
-def _falloff(distance: np.ndarray, radius: float, soft: float) -> np.ndarray:
-    """1 inside ``radius``, 0 beyond ``radius + soft``, smooth in between."""
-    t = np.clip((distance - radius) / soft, 0.0, 1.0)
-    return 1.0 - t * t * (3 - 2 * t)
+# Coefficients that are not colours: hair volume (hair.py) and the specular strength
+# (``LinearAppearance.specular``). Their texture rows are zero.
+NON_TEXTURE = (*HAIR_GEOMETRY, "skin_shine")
+NAMES = [name for name, _ in COMPONENTS] + list(NON_TEXTURE)
+BASE_SHINE = 0.06  # specular strength at skin_shine = 0
 
 
 def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -73,16 +81,23 @@ def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ProceduralAppearance:
+class LinearAppearance:
+    """An albedo texture linear in the appearance coefficients, plus the non-texture
+    coefficients (hair volume, shine) and the prior the coefficients are drawn from."""
+
     mean: torch.Tensor  # (H*W*3,) float64
     basis: torch.Tensor  # (K, H*W*3) float64
     names: list[str]
     size: tuple[int, int]  # texture (height, width)
     skin_texels: np.ndarray  # flat texel indices of the face's skin (exposure, skin tone)
+    prior: Callable[[np.random.Generator], np.ndarray]  # one identity's coefficients (K,)
 
     @property
     def dim(self) -> int:
         return len(self.names)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return np.asarray(self.prior(rng), np.float32)
 
     def _linear(self, coefficients: torch.Tensor) -> torch.Tensor:
         """mean + a @ basis in float64, so that an image's texture does not depend on the
@@ -100,6 +115,14 @@ class ProceduralAppearance:
         out = torch.addmm(self._mean_bytes, coefficients.double(), self._basis_bytes)
         return out.clamp_(0.0, 255.5).to(torch.uint8).view(len(coefficients), *self.size, 3).numpy()
 
+    def hair_geometry(self, coefficients: np.ndarray) -> np.ndarray:
+        """(B, len(HAIR_GEOMETRY)) hair-volume coefficients of the appearance vectors."""
+        return np.asarray(coefficients)[:, self._hair_columns]
+
+    def specular(self, coefficients: np.ndarray) -> np.ndarray:
+        """(B,) specular strength (linear in the coefficients, never negative)."""
+        return np.clip(BASE_SHINE + 0.04 * np.asarray(coefficients, np.float64)[:, self._shine_column], 0.0, 0.3)
+
     def skin_tone(self, coefficients: torch.Tensor) -> np.ndarray:
         """(B, 3) mean skin albedo of the face (of the unclamped linear texture: the mean is
         linear, so only the skin texels' mean row of the basis is needed)."""
@@ -111,6 +134,8 @@ class ProceduralAppearance:
         self._skin_mean = per_texel(self.mean)
         self._skin_basis = per_texel(self.basis)
         self._mean_bytes = self.mean * 255.0 + 0.5
+        self._hair_columns = [self.names.index(n) for n in HAIR_GEOMETRY]
+        self._shine_column = self.names.index("skin_shine")
         self._basis_bytes = self.basis * 255.0
 
 
@@ -119,7 +144,7 @@ def texel_surface(mesh: RenderMesh, size: tuple[int, int]) -> tuple[np.ndarray, 
     from synface.render.gl import rasterize_in_uv
 
     values = np.concatenate([mesh.neutral.numpy(), mesh.region[:, None].astype(np.float32)], axis=1)
-    surface, covered = rasterize_in_uv(mesh.uv, mesh.faces.numpy(), values, size)
+    surface, covered = rasterize_in_uv(mesh.uv, mesh.surface_faces, values, size)
     return surface[..., :3].reshape(-1, 3).astype(np.float64), np.rint(surface[..., 3]).astype(np.int64).reshape(-1), covered
 
 
@@ -130,7 +155,9 @@ def fill_uncovered(textures: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return textures[..., rows, cols, :]
 
 
-def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
+def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None) -> LinearAppearance:
+    """The procedural appearance. ``base`` (H*W, 3): the albedo the painted hair covers
+    (default: this model's own mean); a learned skin passes its own mean here."""
     mesh: RenderMesh = model.render_mesh()
     size = (TEXTURE_TILE, TEXTURE_TILE * len(ATLAS_TILES))
     pos, region, covered = texel_surface(mesh, size)
@@ -138,7 +165,7 @@ def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
     names = model.region_names
     is_region = lambda *rs: np.isin(region, [names.index(r) for r in rs])  # noqa: E731
     skin = is_region("face", "head_neck").astype(np.float64)
-    front = _falloff(-(pos[:, 2] - 6.0), 0.0, 2.0) * skin  # facing forward (z > ~6 cm)
+    front = falloff(-(pos[:, 2] - 6.0), 0.0, 2.0) * skin  # facing forward (z > ~6 cm)
     eyes = is_region("eyeball_L", "eyeball_R")
 
     mean = np.tile(SKIN, (len(pos), 1))
@@ -157,34 +184,29 @@ def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
         iris[np.flatnonzero(sel)[(angle >= 0.20) & (angle < 0.50)]] = 1.0
     outer_lip = lm[list(range(48, 60)) + [48]]
     lip_line = np.minimum(_distance_to_polyline(pos, outer_lip), _distance_to_polyline(pos, lm[[60, 61, 62, 63, 64, 65, 66, 67, 60]]))
-    lips = _falloff(lip_line, 0.2, 0.25) * front * (np.abs(pos[:, 0]) < abs(lm[48, 0]) + 0.2)
+    lips = falloff(lip_line, 0.2, 0.25) * front * (np.abs(pos[:, 0]) < abs(lm[48, 0]) + 0.2)
     lips *= (pos[:, 1] < lm[51, 1] + 0.2) & (pos[:, 1] > lm[57, 1] - 0.2)
     mean += lips[:, None] * np.array([0.06, -0.08, -0.06])
 
     cheek_centres = np.stack([(lm[2] + lm[31] + lm[36]) / 3, (lm[14] + lm[35] + lm[45]) / 3])
-    cheeks = _falloff(np.linalg.norm(pos[:, None] - cheek_centres[None], axis=2).min(1), 0.6, 1.5) * front
-    sockets = _falloff(np.linalg.norm(pos[:, None] - lm[None, 36:48], axis=2).min(1), 0.4, 0.8) * front
+    cheeks = falloff(np.linalg.norm(pos[:, None] - cheek_centres[None], axis=2).min(1), 0.6, 1.5) * front
+    sockets = falloff(np.linalg.norm(pos[:, None] - lm[None, 36:48], axis=2).min(1), 0.4, 0.8) * front
 
     def brow(dy: float, thickness: float) -> np.ndarray:
         d = np.minimum(
             _distance_to_polyline(pos, lm[17:22] + [0, dy, 0]), _distance_to_polyline(pos, lm[22:27] + [0, dy, 0])
         )
-        return _falloff(d, thickness, 0.25) * front * (pos[:, 1] > lm[36:48, 1].max() + 0.3)
+        return falloff(d, thickness, 0.25) * front * (pos[:, 1] > lm[36:48, 1].max() + 0.3)
 
     mouth_y = lm[[48, 54], 1].mean()
     moustache = (
-        _falloff(np.abs(pos[:, 0]) - abs(lm[48, 0]) - 0.3, 0, 0.4)
+        falloff(np.abs(pos[:, 0]) - abs(lm[48, 0]) - 0.3, 0, 0.4)
         * (pos[:, 1] < lm[33, 1] - 0.1)
         * (pos[:, 1] > lm[51, 1] + 0.05)
         * front
     )
-    chin = _falloff(np.abs(pos[:, 0]) - 2.0, 0, 0.8) * (pos[:, 1] < lm[57, 1] - 0.2) * (pos[:, 1] > lm[8, 1] - 1.5)
+    chin = falloff(np.abs(pos[:, 0]) - 2.0, 0, 0.8) * (pos[:, 1] < lm[57, 1] - 0.2) * (pos[:, 1] > lm[8, 1] - 1.5)
     stubble = (pos[:, 1] < mouth_y + 0.8) * (pos[:, 1] > lm[8, 1] - 2.0) * (pos[:, 2] > -2.0) * skin * (1 - lips)
-
-    def hair(hairline: float) -> np.ndarray:
-        top = _falloff(hairline - pos[:, 1], 0, 0.6)
-        back = (pos[:, 2] < 2.0) * _falloff(-2.0 - pos[:, 1], 0, 1.5)  # back and sides of the head
-        return np.clip(np.maximum(top, back * (pos[:, 2] < 4.0)), 0, 1) * skin
 
     rng = np.random.default_rng(20211011)  # fixed: the detail fields are part of the basis
     detail = []
@@ -194,7 +216,18 @@ def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
         field = np.sin(pos @ waves.T + phases).sum(1) / np.sqrt(24)
         detail.append(field * skin)
 
-    hair_crown, hair_mid, hair_fringe = hair(10.5), hair(8.6), hair(7.0)
+    bands = {k: v * skin for k, v in hair_bands(pos).items()}
+    all_hair = bands["crown"] + bands["mid"] + bands["fringe"]
+    # Strands: fine irregular streaks running from the crown down (many azimuthal waves of
+    # random frequency, each bending a little with height).
+    azimuth = np.arctan2(pos[:, 0], pos[:, 2] + 1e-6)
+    strand_rng = np.random.default_rng(7)
+    streaks = sum(
+        np.sin(azimuth * f + pos[:, 1] * b + p)
+        for f, b, p in zip(strand_rng.uniform(60, 160, 8), strand_rng.normal(0, 0.4, 8), strand_rng.uniform(0, 6.3, 8))
+    ) / np.sqrt(8)
+    lids = np.minimum(_distance_to_polyline(pos, lm[[36, 37, 38, 39]]), _distance_to_polyline(pos, lm[[42, 43, 44, 45]]))
+    lash_line = falloff(lids, 0.05, 0.12) * front
     masks = {
         "skin_dark": skin,
         "skin_red": skin,
@@ -209,25 +242,33 @@ def build_procedural_appearance(model: FaceModel) -> ProceduralAppearance:
         "moustache": moustache,
         "chin_beard": chin * skin,
         "stubble": stubble,
-        "hair_crown": hair_crown,
-        "hair_mid": np.clip(hair_mid - hair_crown, 0, 1),
-        "hair_fringe": np.clip(hair_fringe - hair_mid, 0, 1),
-        "hair_red": hair_crown,
-        "hair_light": hair_crown,
+        "hair_crown": bands["crown"],
+        "hair_mid": bands["mid"],
+        "hair_fringe": bands["fringe"],
+        "hair_red": all_hair,
+        "hair_light": all_hair,
+        "hair_strands": streaks * all_hair,
+        "lash_line": lash_line,
         "iris_blue": iris * eyes,
         "iris_light": iris * eyes,
         "skin_detail_1": detail[0],
         "skin_detail_2": detail[1],
     }
-    basis = np.stack([masks[name][:, None] * np.array(colour) for name, colour in COMPONENTS])
-    textures = np.concatenate([mean[None], basis]).reshape(len(COMPONENTS) + 1, *size, 3) * covered[..., None]
-    textures = fill_uncovered(textures, covered).reshape(len(COMPONENTS) + 1, -1)
-    return ProceduralAppearance(
+    under = mean if base is None else base
+    basis = np.stack([
+        masks[name][:, None] * (HAIR_BASE - under if name in HAIR_BANDS else np.array(colour))
+        for name, colour in COMPONENTS
+    ])
+    basis = np.concatenate([basis, np.zeros((len(NON_TEXTURE), *basis.shape[1:]))])
+    textures = np.concatenate([mean[None], basis]).reshape(len(NAMES) + 1, *size, 3) * covered[..., None]
+    textures = fill_uncovered(textures, covered).reshape(len(NAMES) + 1, -1)
+    return LinearAppearance(
         mean=torch.from_numpy(textures[0].astype(np.float64)),
         basis=torch.from_numpy(textures[1:].astype(np.float64)),
         names=list(NAMES),
         size=size,
         skin_texels=np.flatnonzero(covered.reshape(-1) & (region == names.index("face"))),
+        prior=sample_appearance,
     )
 
 
@@ -253,11 +294,21 @@ def sample_appearance(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.35:
         a[[idx["moustache"], idx["chin_beard"], idx["stubble"]]] = rng.uniform(0, 1, 3) * rng.random(3).round()
     # Hair: crown almost always, mid hairline usually, fringe sometimes (bald when all small).
-    a[idx["hair_crown"]] = rng.uniform(0.1, 1.2) if rng.random() > 0.08 else 0.0
+    # The band coefficients are coverage: near 1 hair hides the skin (at 0.6 a light forehead
+    # showed through as a pale headband); thin hair is the exception. Colour is hair_red/light.
+    a[idx["hair_crown"]] = (rng.uniform(0.85, 1.1) if rng.random() > 0.15 else rng.uniform(0.3, 0.85)) if rng.random() > 0.08 else 0.0
     a[idx["hair_mid"]] = a[idx["hair_crown"]] * (rng.random() < 0.75)
     a[idx["hair_fringe"]] = a[idx["hair_crown"]] * (rng.random() < 0.3)
     a[idx["hair_red"]] = rng.normal(0, 0.7)
     a[idx["hair_light"]] = max(0.0, rng.normal(0, 0.6))
+    a[idx["hair_strands"]] = rng.uniform(0.3, 1.0)
+    a[idx["lash_line"]] = rng.uniform(0.3, 1.0)
+    # Hair volume follows the painted hair (hair.py: sample_hair); drawn last so the other
+    # coefficients keep the values they had before hair had volume.
+    hair = sample_hair(rng, float(a[idx["hair_crown"]]), a[idx["hair_mid"]] > 0, a[idx["hair_fringe"]] > 0)
+    for name, value in hair.items():
+        a[idx[name]] = value
+    a[idx["skin_shine"]] = rng.normal(0, 1)
     a[idx["iris_blue"]] = max(0.0, rng.normal(0, 0.8))
     a[idx["iris_light"]] = rng.normal(0, 0.7)
     a[idx["skin_detail_1"]] = rng.normal(0, 1)

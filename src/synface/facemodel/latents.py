@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synface.facemodel.appearance import sample_appearance
+from collections.abc import Callable
 
 ATTRIBUTES = ("expression", "pose", "illumination")
 NUM_SH = 9
@@ -75,7 +75,7 @@ class SamplerConfig:
             raise ValueError(f"unknown attributes in vary: {sorted(unknown)}; choose from {ATTRIBUTES}")
 
 
-def _truncated_normal(rng: np.random.Generator, std: float, limit: float, size=None) -> np.ndarray:
+def truncated_normal(rng: np.random.Generator, std: float, limit: float, size=None) -> np.ndarray:
     x = rng.normal(0.0, std, size)
     bad = np.abs(x) > limit
     while np.any(bad):
@@ -84,9 +84,12 @@ def _truncated_normal(rng: np.random.Generator, std: float, limit: float, size=N
     return x
 
 
-def sample_identity(rng: np.random.Generator, num_shape: int, config: SamplerConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Shape ~ truncated N(0, 1) (scaled), appearance from its procedural prior."""
-    shape = config.shape_scale * _truncated_normal(rng, 1.0, config.shape_truncation, num_shape)
+def sample_identity(
+    rng: np.random.Generator, num_shape: int, config: SamplerConfig,
+    sample_appearance: Callable[[np.random.Generator], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shape ~ truncated N(0, 1) (scaled), then appearance from the appearance model's prior."""
+    shape = config.shape_scale * truncated_normal(rng, 1.0, config.shape_truncation, num_shape)
     return shape.astype(np.float32), sample_appearance(rng)
 
 
@@ -147,9 +150,9 @@ def active_blendshapes(expression: np.ndarray) -> np.ndarray:
 def sample_pose(rng: np.random.Generator, config: SamplerConfig) -> np.ndarray:
     deg = np.array(
         [
-            _truncated_normal(rng, config.yaw_std_deg, config.yaw_max_deg),
-            _truncated_normal(rng, config.pitch_std_deg, config.pitch_max_deg),
-            _truncated_normal(rng, config.roll_std_deg, config.roll_max_deg),
+            truncated_normal(rng, config.yaw_std_deg, config.yaw_max_deg),
+            truncated_normal(rng, config.pitch_std_deg, config.pitch_max_deg),
+            truncated_normal(rng, config.roll_std_deg, config.roll_max_deg),
         ]
     )
     return np.radians(deg).astype(np.float32)

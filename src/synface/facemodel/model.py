@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from synface.errors import DataNotFoundError, SynfaceError
+from synface.facemodel.hair import HAIR_GEOMETRY, SHELL_INSET, hair_geometry_masks, shell_vertices
 from synface.paths import data_path
 
 REQUIRED = {
@@ -42,11 +43,24 @@ FIVE_POINT_GROUPS = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), (30,), 
 # The drawn mesh is simplified to this many triangles (from ~31K): at 112x96 the difference
 # is below a pixel (benchmarks/generate_throughput.py) and llvmpipe's cost falls with it.
 RENDER_TRIANGLES = 9000
+# The hair shell (hair.py) is smooth and only its silhouette shows detail: fewer triangles.
+SHELL_TRIANGLES = 1200
 # Texture atlas: three square tiles side by side. The ICT UV layout puts the face and the
 # eyeballs in the same UDIM tile (separate textures in the original), so they get a tile each.
 ATLAS_TILES = ("face", "head", "eyes")
 _ATLAS_TILE_OF_REGION = {"face": 0, "head_neck": 1, "mouth_socket": 1, "eye_socket_L": 1, "eye_socket_R": 1,
                          "eyeball_L": 2, "eyeball_R": 2}
+
+
+def area_weighted_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit vertex normals (V, 3) of one mesh, each the area-weighted mean of its triangles'."""
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    face_normals = np.cross(b - a, c - a)
+    normals = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def default_model_path() -> Path:
@@ -66,10 +80,18 @@ class RenderMesh:
     landmarks68: np.ndarray  # (68,) indices into the V vertices
     uv: np.ndarray  # (V, 2) float32 texture-atlas coordinates in [0, 1] (v up)
     source: np.ndarray  # (V,) the model vertex each render vertex copies (split at UV seams)
+    hair_basis: torch.Tensor  # (H, V*3) displacement of the hair shell per HAIR_GEOMETRY coefficient
+    is_shell: np.ndarray  # (V,) bool: vertex of the hair shell (a copy of a scalp vertex)
 
     @property
     def num_vertices(self) -> int:
         return self.neutral.shape[0]
+
+    @property
+    def surface_faces(self) -> np.ndarray:
+        """The triangles of the head's surface, without the hair shell (which shares its UVs)."""
+        faces = self.faces.numpy()
+        return faces[~self.is_shell[faces[:, 0]]]
 
 
 class FaceModel:
@@ -156,8 +178,6 @@ class FaceModel:
         """Keep the visible regions, split vertices at UV seams (one render vertex per
         (vertex, uv) pair), simplify to ``RENDER_TRIANGLES``, and restrict the bases to the
         vertices left and the 68 landmarks (kept for alignment even where not drawn)."""
-        import meshoptimizer
-
         regions = [self.region_names.index(r) for r in RENDER_REGIONS]
         skipped = [self.material_names.index(m) for m in SKIPPED_MATERIALS if m in self.material_names]
         keep = np.isin(self.face_region, regions) & ~np.isin(self.face_material, skipped)
@@ -175,35 +195,66 @@ class FaceModel:
 
         # Simplify on the neutral shape. Open borders (eye and mouth openings, the neck) and
         # UV seams stay locked, so lid and lip margins keep every vertex they move with.
-        indices = faces.astype(np.uint32).ravel()
-        out = np.zeros_like(indices)
-        count = meshoptimizer.simplify(
-            out, indices, np.ascontiguousarray(self.neutral[source]),
-            target_index_count=min(RENDER_TRIANGLES * 3, len(indices)), target_error=0.02,
-            options=meshoptimizer.SIMPLIFY_LOCK_BORDER,
-        )
-        faces = out[:count].astype(np.int64).reshape(-1, 3)
+        faces = self._simplify(faces, self.neutral[source], RENDER_TRIANGLES)
+        is_skin = np.isin(region, [self.region_names.index(r) for r in ("face", "head_neck")])
         # Draw the skin before what it hides (mouth interior, eyeballs, sockets): the
         # rasteriser's early depth test then skips shading most hidden fragments.
-        skin = np.isin(region[faces[:, 0]], [self.region_names.index(r) for r in ("face", "head_neck")])
-        faces = faces[np.argsort(~skin, kind="stable")]
+        faces = faces[np.argsort(~is_skin[faces[:, 0]], kind="stable")]
 
         used = np.unique(np.concatenate([faces.ravel(), landmarks]))
         remap = np.full(len(source), -1, np.int64)
         remap[used] = np.arange(len(used))
-        source = source[used]
+        source, region, uv, is_skin, faces = source[used], region[used], uv[used], is_skin[used], remap[faces]
         lm = remap[landmarks]
+        neutral = self.neutral[source]
+        hair_basis = np.zeros((len(HAIR_GEOMETRY), len(source), 3), np.float32)
+
+        # The hair shell: the scalp's triangles again, resting SHELL_INSET inside the skin and
+        # pushed out by the hair coefficients. Normals come from the unsplit model mesh, so
+        # copies of one vertex on either side of a UV seam move together (no cracks).
+        shell = shell_vertices(neutral, is_skin)
+        shell_faces = self._simplify(faces[shell[faces].all(axis=1)], neutral, SHELL_TRIANGLES)
+        copies = np.unique(shell_faces)
+        shell_index = np.full(len(source), -1, np.int64)
+        shell_index[copies] = len(source) + np.arange(len(copies))
+        normals = area_weighted_normals(self.neutral, self.faces)[source[copies]]
+        masks = hair_geometry_masks(neutral[copies])
+        shell_basis = np.stack([masks[k][:, None] * normals for k in HAIR_GEOMETRY]).astype(np.float32)
+        n_skin = int(is_skin[faces[:, 0]].sum())  # faces are sorted skin first
+        faces = np.concatenate([faces[:n_skin], shell_index[shell_faces], faces[n_skin:]])
+        source = np.concatenate([source, source[copies]])
+        neutral = np.concatenate([neutral, neutral[copies] - SHELL_INSET * normals])
+        hair_basis = np.concatenate([hair_basis, shell_basis], axis=1)
+        is_shell = np.concatenate([np.zeros(len(region), bool), np.ones(len(copies), bool)])
+        region = np.concatenate([region, region[copies]])
+        uv = np.concatenate([uv, uv[copies]])
         return RenderMesh(
-            neutral=torch.from_numpy(self.neutral[source].copy()),
+            neutral=torch.from_numpy(neutral.astype(np.float32)),
             id_basis=torch.from_numpy(self.id_basis[:, source].reshape(self.num_shape, -1).copy()),
             exp_basis=torch.from_numpy(self.exp_basis[:, source].reshape(self.num_expressions, -1).copy()),
-            faces=torch.from_numpy(remap[faces]),
-            region=region[used],
+            faces=torch.from_numpy(faces),
+            region=region,
             five_point_groups=[[int(lm[k]) for k in group] for group in FIVE_POINT_GROUPS],
             landmarks68=lm,
-            uv=uv[used],
+            uv=uv,
             source=source,
+            hair_basis=torch.from_numpy(hair_basis.reshape(len(HAIR_GEOMETRY), -1)),
+            is_shell=is_shell,
         )
+
+    @staticmethod
+    def _simplify(faces: np.ndarray, positions: np.ndarray, triangles: int) -> np.ndarray:
+        """At most ``triangles`` of ``faces`` (meshoptimizer; open borders locked)."""
+        import meshoptimizer
+
+        indices = faces.astype(np.uint32).ravel()
+        out = np.zeros_like(indices)
+        count = meshoptimizer.simplify(
+            out, indices, np.ascontiguousarray(positions, dtype=np.float32),
+            target_index_count=min(triangles * 3, len(indices)), target_error=0.02,
+            options=meshoptimizer.SIMPLIFY_LOCK_BORDER,
+        )
+        return out[:count].astype(np.int64).reshape(-1, 3)
 
     def _atlas_uv(self, uv_index: np.ndarray, region: np.ndarray) -> np.ndarray:
         """Atlas coordinates of split vertices: the UDIM fraction placed in its region's tile."""

@@ -23,10 +23,12 @@ from synface.errors import SynfaceError
 _VERTEX = """
 #version 330
 uniform vec3 sh[9];
+uniform float shine;  // specular strength
 in vec3 in_pos;      // x, y in NDC, z depth in [-1, 1]
 in vec3 in_normal;
 in vec2 in_uv;
 out vec3 v_irradiance;
+out vec3 v_specular;
 out vec2 v_uv;
 void main() {
     gl_Position = vec4(in_pos, 1.0);
@@ -38,6 +40,12 @@ void main() {
            + sh[6] * 0.315392 * (3.0 * z * z - 1.0)
            + sh[7] * 1.092548 * x * z + sh[8] * 0.546274 * (x * x - y * y);
     v_irradiance = max(e, vec3(0.0));
+    // Blinn-Phong highlight of the light's dominant direction (its first SH band), seen
+    // from the camera on +z; white, so it is not tinted by the albedo.
+    vec3 band1 = vec3(dot(sh[3], vec3(1.0)), dot(sh[1], vec3(1.0)), dot(sh[2], vec3(1.0)));
+    float power = length(band1);
+    vec3 h = normalize(band1 / max(power, 1e-6) + vec3(0.0, 0.0, 1.0));
+    v_specular = vec3(shine * power * pow(max(dot(n, h), 0.0), 12.0));
     v_uv = in_uv;
 }
 """
@@ -47,11 +55,12 @@ _FRAGMENT = """
 uniform sampler2DArray albedo_atlas;
 uniform float layer;
 in vec3 v_irradiance;
+in vec3 v_specular;
 in vec2 v_uv;
 out vec4 f_color;
 void main() {
     vec3 albedo = texture(albedo_atlas, vec3(v_uv, layer)).rgb;
-    f_color = vec4(clamp(albedo * v_irradiance, 0.0, 1.0), 1.0);
+    f_color = vec4(clamp(albedo * v_irradiance + v_specular, 0.0, 1.0), 1.0);
 }
 """
 
@@ -157,30 +166,33 @@ class MeshRenderer:
         normals: np.ndarray,
         textures: np.ndarray,
         sh: np.ndarray,
+        specular: np.ndarray,
         keys: np.ndarray,
     ) -> np.ndarray:
         """Rasterise B faces. pixels (B, V, 2) in supersampled pixel coordinates (integer =
         pixel centre, y down), depth (B, V) in [0, 1], normals (B, V, 3), textures uint8
-        (B, th, tw, 3) albedo atlases (row 0 = v 0), sh (B, 9, 3), keys (B,) choose the slots.
+        (B, th, tw, 3) albedo atlases (row 0 = v 0), sh (B, 9, 3), specular (B,) highlight
+        strengths, keys (B,) choose the slots.
         Returns RGBA uint8 (B, height, width, 4) at the output size; colour is premultiplied
         by alpha, the coverage."""
         n = len(pixels)
         out = np.empty((n, self.out_height, self.out_width, 4), np.uint8)
         slots = np.asarray(keys, dtype=np.int64) % self.slots
         remaining = list(range(n))
-        while remaining:
-            taken: dict[int, int] = {}
-            later = []
-            for i in remaining:
-                if int(slots[i]) in taken:
-                    later.append(i)  # slot busy: this image waits for the next pass
-                else:
-                    taken[int(slots[i])] = i
-            self._pass(taken, pixels, depth, normals, textures, sh, out)
-            remaining = later
+        with self.ctx:  # make this context current: another one (ValueRasterizer) may be
+            while remaining:
+                taken: dict[int, int] = {}
+                later = []
+                for i in remaining:
+                    if int(slots[i]) in taken:
+                        later.append(i)  # slot busy: this image waits for the next pass
+                    else:
+                        taken[int(slots[i])] = i
+                self._pass(taken, pixels, depth, normals, textures, sh, specular, out)
+                remaining = later
         return out
 
-    def _pass(self, taken, pixels, depth, normals, textures, sh, out) -> None:
+    def _pass(self, taken, pixels, depth, normals, textures, sh, specular, out) -> None:
         ctx, mgl = self.ctx, self._moderngl
         th, tw = self.texture_size
         # Only the slots drawn in this pass are uploaded; the others are not drawn.
@@ -206,6 +218,7 @@ class MeshRenderer:
             ctx.scissor = rect
             self.program["sh"].write(np.ascontiguousarray(sh[i], dtype=np.float32).tobytes())
             self.program["layer"].value = float(slot)
+            self.program["shine"].value = float(specular[i])
             self.vao.render(mgl.TRIANGLES, vertices=self.indices_per_face, first=slot * self.indices_per_face)
         ctx.scissor = None
         ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
@@ -220,18 +233,18 @@ class MeshRenderer:
             out[i] = atlas[y : y + h, x : x + w][::-1]  # GL rows run bottom-up
 
 
-_UV_VERTEX = """
+_VALUE_VERTEX = """
 #version 330
-in vec2 in_uv;
+in vec3 in_pos;
 in vec4 in_value;
 out vec4 v_value;
 void main() {
-    gl_Position = vec4(in_uv * 2.0 - 1.0, 0.0, 1.0);
+    gl_Position = vec4(in_pos, 1.0);
     v_value = in_value;
 }
 """
 
-_UV_FRAGMENT = """
+_VALUE_FRAGMENT = """
 #version 330
 in vec4 v_value;
 layout(location = 0) out vec4 f_value;
@@ -243,29 +256,70 @@ void main() {
 """
 
 
+class ValueRasterizer:
+    """Draws meshes with up to 4 float values per vertex into an (h, w) float image: each
+    pixel gets the values interpolated at the surface point it shows (nearest one when depth
+    testing). Used to unwrap photos into texture space and to find what each texel shows.
+    One OpenGL context for many draws; ``close()`` releases it."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.height, self.width = size
+        self.ctx = create_context()
+        self.program = self.ctx.program(vertex_shader=_VALUE_VERTEX, fragment_shader=_VALUE_FRAGMENT)
+        w, h = self.width, self.height
+        self.fbo = self.ctx.framebuffer(
+            color_attachments=[self.ctx.texture((w, h), 4, dtype="f4") for _ in range(2)],
+            depth_attachment=self.ctx.depth_renderbuffer((w, h)),
+        )
+
+    def draw(
+        self, positions: np.ndarray, triangles: np.ndarray, values: np.ndarray, depth_test: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """positions (V, 3): x, y in NDC (y up), z in [-1, 1] (smaller = nearer); values (V, C<=4).
+        Returns (values (h, w, C) float32, covered (h, w) bool), row 0 at NDC y = -1."""
+        channels = values.shape[1]
+        padded = np.zeros((len(values), 4), np.float32)
+        padded[:, :channels] = values
+        data = np.concatenate([np.asarray(positions, np.float32), padded], axis=1)
+        with self.ctx:  # current for this draw (a MeshRenderer may have been used since)
+            return self._draw(data, triangles, channels, depth_test)
+
+    def _draw(self, data, triangles, channels, depth_test):
+        import moderngl
+
+        vbo = self.ctx.buffer(data.tobytes())
+        ibo = self.ctx.buffer(np.ascontiguousarray(triangles, dtype=np.int32).tobytes())
+        vao = self.ctx.vertex_array(self.program, [(vbo, "3f 4f", "in_pos", "in_value")], ibo, index_element_size=4)
+        try:
+            self.fbo.use()
+            self.ctx.viewport = (0, 0, self.width, self.height)
+            self.ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            if depth_test:
+                self.ctx.enable(moderngl.DEPTH_TEST)
+            else:
+                self.ctx.disable(moderngl.DEPTH_TEST)
+            vao.render(moderngl.TRIANGLES)
+            shape = (self.height, self.width, 4)
+            out = np.frombuffer(self.fbo.read(components=4, dtype="f4", attachment=0), np.float32).reshape(shape)
+            covered = np.frombuffer(self.fbo.read(components=4, dtype="f4", attachment=1), np.float32).reshape(shape)
+            return out[..., :channels].copy(), covered[..., 0] > 0.5
+        finally:
+            vao.release()
+            vbo.release()
+            ibo.release()
+
+    def close(self) -> None:
+        self.ctx.release()
+
+
 def rasterize_in_uv(uv: np.ndarray, triangles: np.ndarray, values: np.ndarray, size: tuple[int, int]):
     """Draw a mesh flat in texture space: each texel gets the interpolated ``values`` (V, <=4)
     of the surface point it shows. Returns (values (h, w, C) float32, covered (h, w) bool),
     row 0 at v = 0 (the texture upload order)."""
-    import moderngl
-
-    h, w = size
-    channels = values.shape[1]
-    padded = np.zeros((len(values), 4), np.float32)
-    padded[:, :channels] = values
-    ctx = create_context()
+    uv = np.asarray(uv, np.float32)
+    positions = np.concatenate([uv * 2.0 - 1.0, np.zeros((len(uv), 1), np.float32)], axis=1)
+    rasterizer = ValueRasterizer(size)
     try:
-        program = ctx.program(vertex_shader=_UV_VERTEX, fragment_shader=_UV_FRAGMENT)
-        vbo = ctx.buffer(np.concatenate([np.asarray(uv, np.float32), padded], axis=1).tobytes())
-        ibo = ctx.buffer(np.ascontiguousarray(triangles, dtype=np.int32).tobytes())
-        vao = ctx.vertex_array(program, [(vbo, "2f 4f", "in_uv", "in_value")], ibo, index_element_size=4)
-        fbo = ctx.framebuffer(color_attachments=[ctx.texture((w, h), 4, dtype="f4") for _ in range(2)])
-        fbo.use()
-        ctx.viewport = (0, 0, w, h)
-        ctx.clear(0.0, 0.0, 0.0, 0.0)
-        vao.render(moderngl.TRIANGLES)
-        out = np.frombuffer(fbo.read(components=4, dtype="f4", attachment=0), np.float32).reshape(h, w, 4)[..., :channels]
-        covered = np.frombuffer(fbo.read(components=4, dtype="f4", attachment=1), np.float32).reshape(h, w, 4)[..., 0] > 0.5
-        return out.copy(), covered
+        return rasterizer.draw(positions, triangles, values, depth_test=False)
     finally:
-        ctx.release()
+        rasterizer.close()

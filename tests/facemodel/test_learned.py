@@ -1,0 +1,164 @@
+"""The learned appearance basis: unwrapping, PCA, the build and the appearance modes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.facemodel.latents import canonical_illumination, lighting_sh
+from synface.facemodel.learned import (
+    LearnedBasis, TexelMap, Unwrapper, build_appearance, build_learned_appearance, pca, reconstruction_error,
+)
+from synface.generate.generator import FaceGenerator, GeneratorConfig, rotation_matrices
+
+
+@pytest.fixture(scope="module")
+def generator(data_root):
+    return FaceGenerator(GeneratorConfig(size=(224, 224), appearance="procedural"))  # sharp, known textures
+
+
+@pytest.fixture(scope="module")
+def texel_map(generator):
+    return TexelMap.build(generator.mesh, generator.appearance.size, generator.model.region_names)
+
+
+def _render_known_texture(generator, texture: np.ndarray, light: np.ndarray, yaw_deg: float):
+    """Render identity 0's shape (no hair) wearing ``texture`` (uint8 atlas) under ``light``."""
+    latents = generator.latents([0], [0])
+    latents.appearance[:] = 0.0  # no hair volume: the whole scalp shows
+    latents.expression[:] = 0.0
+    latents.pose[:] = np.radians([yaw_deg, 5.0, 0.0])
+    geo = generator.geometry(latents)
+    rgba = generator.renderer.render(
+        geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(), texture[None], light[None],
+        np.zeros(1), np.zeros(1, np.int64),
+    )
+    s = generator.config.supersample
+    pixels = (geo["pixels"][0].numpy() + 0.5) / s - 0.5  # supersampled frame -> output pixels
+    rotation = rotation_matrices(latents.pose.astype(np.float64))[0]
+    return rgba[0, ..., :3].astype(np.float64) / 255.0, pixels, geo["depth"][0].numpy(), rotation
+
+
+def _recovery_error(generator, texel_map, identity: int, light: np.ndarray, reference: int | None = None):
+    """Mean absolute error on well-seen texels between the unwrapped texture (after the best
+    per-channel gain) and identity ``reference``'s true texture."""
+    appearance = generator.appearance
+    coefficients = torch.from_numpy(np.stack([generator.identity(identity)[1], generator.identity(reference or identity)[1]]))
+    textures = appearance.texture_bytes(coefficients)
+    image, pixels, depth, rotation = _render_known_texture(generator, textures[0], light, yaw_deg=20.0)
+    unwrapper = Unwrapper(generator.mesh, texel_map, canvas=image.shape[:2])
+    try:
+        sums, weights = unwrapper.unwrap(image, pixels, depth, rotation)
+    finally:
+        unwrapper.close()
+    seen = weights > 0.5
+    recovered = sums[seen] / weights[seen, None]
+    truth = textures[1].reshape(-1, 3)[texel_map.texels[seen]].astype(np.float64) / 255.0
+    gain = (recovered * truth).sum(0) / (recovered * recovered).sum(0)
+    return float(np.abs(recovered * gain - truth).mean()), int(seen.sum())
+
+
+def test_unwrapping_a_render_recovers_its_known_texture(generator, texel_map):
+    flat = canonical_illumination() * 0.0
+    flat[0] = 1.0 / 0.282095  # uniform irradiance 1: colour = albedo
+    error, seen = _recovery_error(generator, texel_map, 3, flat)
+    assert seen > 0.2 * len(texel_map.texels)  # the face (not the scalp, cropped away) is seen
+    assert error < 0.035, error  # texture edges (brows, lips) blur under pixel sampling
+    other, _ = _recovery_error(generator, texel_map, 3, flat, reference=5)
+    assert other > 3 * error  # the recovered texture is this person's, not any texture
+    # Under a strong side light the fitted shading is divided out: the error stays small.
+    side = lighting_sh(np.full(3, 0.35), np.array([0.8, 0.2, 0.6]), np.full(3, 0.6))
+    lit, _ = _recovery_error(generator, texel_map, 3, side)
+    assert lit < 0.06, lit
+
+
+def test_pca_reconstruction_error_falls_as_components_are_added():
+    rng = np.random.default_rng(0)
+    # Data with a decaying spectrum, like identity textures; held-out rows judge the basis.
+    latent = rng.normal(size=(120, 12)) * (0.7 ** np.arange(12))
+    data = latent @ rng.normal(size=(12, 300)) + 0.01 * rng.normal(size=(120, 300))
+    train, held_out = data[:100], data[100:]
+    errors = []
+    for k in (1, 2, 4, 8, 12):
+        mean, basis, variance = pca(train, k)
+        assert np.allclose(basis @ basis.T, np.eye(k), atol=1e-8)
+        assert np.all(np.diff(variance) <= 1e-12)
+        errors.append(reconstruction_error(held_out, mean, basis))
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.1 * errors[0]
+
+
+@pytest.fixture(scope="module")
+def small_real(data_root, tmp_path_factory):
+    """4 celeba-299 identities x 4 images, plus one corrupt and one missing image."""
+    source = data_root / "celeba-299"
+    lines = (source / "landmarks.txt").read_text().splitlines()
+    root = tmp_path_factory.mktemp("real")
+    people: dict[str, list[str]] = {}
+    for line in lines:
+        person = line.split("/")[0]
+        if len(people.get(person, [])) < 4 and (person in people or len(people) < 4):
+            people.setdefault(person, []).append(line)
+    kept = [line for group in people.values() for line in group]
+    for line in kept:
+        rel = line.split()[0]
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / rel, root / rel)
+    first = kept[0].split()[0]
+    (root / first).write_bytes(b"not a jpeg")  # corrupt
+    missing = kept[1].split()[0]
+    (root / missing).unlink()  # listed in landmarks.txt, gone from disk
+    (root / "landmarks.txt").write_text("\n".join(kept) + "\n")
+    return root, first, missing
+
+
+def test_build_skips_corrupt_and_missing_images_and_writes_a_loadable_basis(small_real, generator, tmp_path, capsys):
+    root, corrupt, missing = small_real
+    out = tmp_path / "basis.npz"
+    report = build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
+    assert report.images == 16 and report.used + report.bad_fits == 14
+    assert {path for path, _ in report.skipped} == {corrupt, missing}
+    printed = capsys.readouterr()
+    assert corrupt in printed.out + printed.err and missing in printed.out + printed.err
+    assert report.identities == 4 and report.components == 3
+    basis = LearnedBasis.load(out, generator.mesh, generator.appearance.size)
+    assert basis.basis.shape == (3, 3 * len(basis.texels))
+    assert basis.train_coefficients.shape == (4, 3)
+    # Unit-variance coefficients: the training identities' coefficients have std ~1.
+    assert np.allclose(basis.train_coefficients.std(0, ddof=1), 1.0, atol=1e-3)
+    # The mean skin is a plausible skin colour (R > G > B, not black, not white).
+    skin = basis.mean.reshape(-1, 3).mean(0)
+    assert skin[0] > skin[1] > skin[2] and 0.2 < skin.mean() < 0.9
+
+
+def test_appearance_modes_share_hair_and_mix_linearly(small_real, generator, tmp_path):
+    root, _, _ = small_real
+    out = tmp_path / "basis.npz"
+    build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
+    model = generator.model
+    learned = build_appearance(model, "learned", out)
+    both = build_appearance(model, "both", out)
+    assert learned.names[:3] == ["learned_0", "learned_1", "learned_2"]
+    assert "hair_thick_crown" in learned.names and "brow_thick" not in learned.names
+    assert set(generator.appearance.names) <= set(both.names)
+    rng = np.random.default_rng(1)
+    a, b = learned.sample(rng), learned.sample(rng)
+    half = learned.albedo(torch.from_numpy(np.stack([a, b, 0.5 * a + 0.5 * b])).float())
+    assert torch.allclose(half[2], (half[0] + half[1]) / 2, atol=1e-5) or half.max() == 1.0
+    g = FaceGenerator(GeneratorConfig(size=(112, 96), appearance="learned", appearance_path=str(out)), model=model)
+    images = g.generate([0, 0, 1], [0, 1, 0])
+    assert images.shape == (3, 112, 96, 3) and not np.array_equal(images[0], images[2])
+
+
+def test_missing_or_unknown_appearance_is_a_clear_error(generator, tmp_path):
+    with pytest.raises(DataNotFoundError, match="appearance build"):
+        build_appearance(generator.model, "learned", tmp_path / "absent.npz")
+    with pytest.raises(SynfaceError, match="unknown appearance mode"):
+        build_appearance(generator.model, "painted")
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(SynfaceError, match="not a readable appearance basis"):
+        build_appearance(generator.model, "learned", tmp_path / "bad.npz")
