@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import write_result
+from synface.errors import SynfaceError
 from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import LearnedBasis, default_basis_path, list_real_images
@@ -52,7 +53,7 @@ def real_descriptors(judge: DlibJudge, real: Path) -> tuple[np.ndarray, np.ndarr
     for rel in tqdm(sorted(table), desc="dlib on celeba-299", unit="img"):
         try:
             image = read_rgb(real / rel)
-        except Exception as exc:  # noqa: BLE001 - a bad image is skipped, not fatal
+        except SynfaceError as exc:  # an unreadable image is skipped, not fatal
             tqdm.write(f"skipped {rel}: {exc}")
             continue
         descs.append(judge.describe(image, landmark_box(table[rel])))

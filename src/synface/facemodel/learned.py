@@ -100,8 +100,8 @@ class Unwrapper:
         h, w = texel_map.size
         self.position = np.full(h * w, -1, np.int64)
         self.position[texel_map.texels] = np.arange(len(texel_map.texels))
-        facing = canonical_illumination().astype(np.float64)
-        self.canonical_face_on = float(luminance(sh_basis(np.array([0.0, 0.0, 1.0])) @ facing))
+        canonical = canonical_illumination().astype(np.float64)
+        self.canonical_face_on = float(luminance(sh_basis(np.array([0.0, 0.0, 1.0])) @ canonical))
 
     def close(self) -> None:
         self.raster.close()
@@ -181,7 +181,7 @@ def identity_texture(sums: np.ndarray, weights: np.ndarray, texel_map: TexelMap,
     grid_w = ndimage.gaussian_filter(grid_w.reshape(h, w), sigma=0.8)
     s = grid_s.reshape(-1, 3)[texel_map.texels]
     wt = grid_w.reshape(-1)[texel_map.texels]
-    seen = wt > SEEN * 0.3
+    seen = wt > SEEN * 0.3  # smoothing spreads a texel's weight over ~3 neighbours
     texture = np.where(seen[:, None], s / np.maximum(wt, 1e-9)[:, None], np.nan)
     mirrored = ~seen & seen[texel_map.mirror]
     texture[mirrored] = texture[texel_map.mirror[mirrored]]
