@@ -64,16 +64,15 @@ class TexelMap:
 
     @classmethod
     def build(cls, mesh: RenderMesh, size: tuple[int, int], region_names: list[str]) -> TexelMap:
+        from synface.facemodel.appearance import texel_surface
         from synface.render.gl import rasterize_in_uv
 
+        surface, region, covered = texel_surface(mesh, size)
         normals = area_weighted_normals(mesh.neutral.numpy(), mesh.surface_faces)
-        values = np.concatenate([mesh.neutral.numpy(), mesh.region[:, None].astype(np.float32)], axis=1)
-        surface, covered = rasterize_in_uv(mesh.uv, mesh.surface_faces, values, size)
         texel_normals, _ = rasterize_in_uv(mesh.uv, mesh.surface_faces, normals, size)
-        region = np.rint(surface[..., 3]).astype(np.int64).reshape(-1)
         learned = covered.reshape(-1) & np.isin(region, [region_names.index(r) for r in LEARNED_REGIONS])
         texels = np.flatnonzero(learned)
-        pos = surface.reshape(-1, 4)[texels, :3]
+        pos = surface[texels]
         n = texel_normals.reshape(-1, 3)[texels]
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
         # Mirror across x = 0, to the nearest texel on the same side of the face/scalp seam.
@@ -413,7 +412,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     import torch
 
     from synface.facemodel.appearance import (
-        NON_TEXTURE, SKIN, LinearAppearance, build_procedural_appearance, texel_surface,
+        NON_TEXTURE, SKIN, LinearAppearance, build_procedural_appearance, fill_uncovered, texel_surface,
     )
     from synface.facemodel.latents import truncated_normal
 
@@ -441,9 +440,8 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     learned_rows[:, learned.texels] = gain * learned.basis.reshape(k, -1, 3)
     # Uncovered texels copy their nearest covered one (bilinear sampling at island edges).
     _, _, covered = texel_surface(mesh, procedural.size)
-    _, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
-    nearest = (rows * w + cols).reshape(-1)
-    mean, learned_rows = mean[nearest], learned_rows[:, nearest]
+    mean = fill_uncovered(mean.reshape(h, w, 3), covered).reshape(-1, 3)
+    learned_rows = fill_uncovered(learned_rows.reshape(k, h, w, 3), covered).reshape(k, -1, 3)
     # Painted hair covers the learned skin, not the procedural one.
     procedural = build_procedural_appearance(model, base=mean)
 
