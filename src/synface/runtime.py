@@ -36,3 +36,12 @@ def tune_cpu_allocator() -> bool:
     ok &= mallopt(m_trim_threshold, 1024 * 1024 * 1024)
     ok &= mallopt(m_top_pad, 64 * 1024 * 1024)
     return bool(ok)
+
+
+def one_core_per_process() -> None:
+    """Limit this process to one core's worth of threads (llvmpipe's and torch's), for
+    worker processes that share the machine: their threads would otherwise fight."""
+    import os
+
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # read when the first GL context starts
+    torch.set_num_threads(1)

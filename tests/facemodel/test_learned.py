@@ -164,3 +164,33 @@ def test_missing_or_unknown_appearance_is_a_clear_error(generator, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"junk")
     with pytest.raises(SynfaceError, match="not a readable appearance basis"):
         build_appearance(generator.model, "learned", tmp_path / "bad.npz")
+
+
+def test_a_basis_built_for_another_mesh_is_refused_or_rebuilt_when_it_is_the_default(
+    small_real, generator, tmp_path, monkeypatch
+):
+    import synface.facemodel.learned as learned_module
+
+    root, _, _ = small_real
+    stale = tmp_path / "stale.npz"
+    build_learned_appearance(root, stale, components=3, residual_components=2, progress=False)
+    with np.load(stale) as z:
+        arrays = dict(z)
+    arrays["mesh_signature"] = np.array("0123456789abcdef")  # as if built before a mesh change
+    np.savez(stale, **arrays)
+    assert not learned_module.basis_is_current(stale, generator.mesh)
+    # A basis the user named is theirs: refused with the command that rebuilds it.
+    with pytest.raises(learned_module.StaleBasisError, match="appearance build"):
+        build_appearance(generator.model, "learned", stale)
+    # The default basis is ours: rebuilt in place (here from the small real set, for speed).
+    rebuilt = []
+
+    def small_build(real, out, model=None):
+        rebuilt.append(out)
+        return build_learned_appearance(root, out, model=model, components=3, residual_components=2, progress=False)
+
+    monkeypatch.setattr(learned_module, "default_basis_path", lambda: stale)
+    monkeypatch.setattr(learned_module, "build_learned_appearance", small_build)
+    appearance = build_appearance(generator.model, "learned")
+    assert rebuilt == [stale] and learned_module.basis_is_current(stale, generator.mesh)
+    assert appearance.names[:3] == ["learned_0", "learned_1", "learned_2"]

@@ -78,13 +78,17 @@ def test_fixed_attributes_stay_canonical(model):
 
 
 def test_render_mesh_is_simplified_with_uvs_in_its_regions_tiles(model):
-    from synface.facemodel.model import ATLAS_TILES, RENDER_TRIANGLES
+    from synface.facemodel.model import ATLAS_TILES, INTERIOR_TRIANGLES, SKIN_TRIANGLES
 
     mesh = model.render_mesh()
-    assert len(mesh.surface_faces) <= RENDER_TRIANGLES < len(model.faces)
+    names = model.region_names
+    skin = np.isin(mesh.region, [names.index("face"), names.index("head_neck")])
+    surface = mesh.surface_faces
+    assert skin[surface[:, 0]].sum() <= SKIN_TRIANGLES and (~skin[surface[:, 0]]).sum() <= INTERIOR_TRIANGLES
+    # The skin is drawn before the parts it hides (early depth test).
+    assert not np.any(np.diff(skin[surface[:, 0]].astype(int)) > 0)
     assert mesh.uv.min() >= 0.0 and mesh.uv.max() <= 1.0
     tile = np.floor(mesh.uv[:, 0] * len(ATLAS_TILES)).clip(0, len(ATLAS_TILES) - 1)
-    names = model.region_names
     assert set(tile[mesh.region == names.index("face")]) == {0}
     assert set(tile[mesh.region == names.index("head_neck")]) == {1}
     assert set(tile[np.isin(mesh.region, [names.index("eyeball_L"), names.index("eyeball_R")])]) == {2}

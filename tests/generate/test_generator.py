@@ -130,3 +130,47 @@ def test_appearance_is_a_linear_uv_texture_and_uploads_its_rounded_bytes(generat
     assert torch.allclose(mid[unclamped], (0.5 * t1 + 0.5 * t2)[unclamped], atol=1e-5)
     expected = (app.albedo(a1).double() * 255).round().to(torch.uint8).numpy()
     assert np.abs(app.texture_bytes(a1).astype(int) - expected).max() <= 1
+
+
+def _gradient_background(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Reference for the 'gradient' kind (params[7] < 0.4) of render/background.py."""
+    h, w = size
+    ys, xs = np.mgrid[:h, :w]
+    x, y = -1 + 2 * xs / (w - 1), -1 + 2 * ys / (h - 1)
+    angle = params[6] * 2 * np.pi
+    pattern = (0.5 + 0.5 * (x * np.cos(angle) + y * np.sin(angle)))[..., None]
+    c1, c2 = 0.1 + 0.8 * params[0:3], 0.1 + 0.8 * params[3:6]
+    return np.clip(c1 * pattern + c2 * (1 - pattern), 0, 1) * 255
+
+
+def test_renderer_composites_the_face_over_its_procedural_background(generator):
+    lat = generator.latents([0, 1], [0, 0])
+    lat.background[:] = [[0.9, 0.1, 0.2, 0.1, 0.3, 0.9, 0.1, 0.2], [0.2, 0.8, 0.1, 0.7, 0.6, 0.1, 0.6, 0.3]]
+    geo = generator.geometry(lat)
+    sh = lat.illumination.astype(np.float32)
+    args = (geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(),
+            generator.appearance.texture_bytes(torch.from_numpy(lat.appearance)), sh, np.zeros(2), np.arange(2))
+    rgba = generator.renderer.render(*args).astype(float)
+    rgb = generator.renderer.render(*args, backgrounds=lat.background).astype(float)
+    assert rgb.shape == (2, 112, 96, 3)
+    for b in range(2):
+        expected = _gradient_background(lat.background[b].astype(np.float64), (112, 96))
+        alpha = rgba[b, ..., 3:] / 255.0
+        empty, covered = alpha[..., 0] == 0, alpha[..., 0] == 1
+        assert empty.mean() > 0.1 and covered.mean() > 0.3
+        assert np.abs(rgb[b][empty] - expected[empty]).max() <= 1.0  # background alone
+        assert np.abs(rgb[b][covered] - rgba[b, ..., :3][covered]).max() <= 1.0  # face alone
+        # at the silhouette: premultiplied face colour + (1 - coverage) x background
+        edge = ~empty & ~covered
+        blend = rgba[b, ..., :3] + (1 - alpha) * expected
+        assert np.abs(rgb[b][edge] - blend[edge]).max() <= 2.0
+
+
+def test_identity_coefficients_are_cached_but_handed_out_as_copies(generator):
+    shape, appearance = generator.identity(7)
+    shape[:] = 0.0  # a caller's edit must not reach the cache
+    again = generator.identity(7)
+    assert np.abs(again[0]).max() > 0
+    generator._identities.clear()
+    recomputed = generator.identity(7)
+    assert np.array_equal(recomputed[0], again[0]) and np.array_equal(recomputed[1], again[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,14 +198,10 @@ _WORKER: dict = {}
 
 
 def _worker_init(spec: DatasetSpec) -> None:
-    from synface.runtime import tune_cpu_allocator
+    from synface.runtime import one_core_per_process, tune_cpu_allocator
 
     tune_cpu_allocator()
-    # One core per worker: llvmpipe and torch threads would otherwise fight across workers.
-    os.environ.setdefault("LP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
+    one_core_per_process()
     _WORKER.update(spec=spec, plan=plan_images(spec), generator=make_generator(spec))
 
 

@@ -155,11 +155,16 @@ def fill_uncovered(textures: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return textures[..., rows, cols, :]
 
 
+def atlas_size() -> tuple[int, int]:
+    """(height, width) of the texture atlas every appearance model paints."""
+    return (TEXTURE_TILE, TEXTURE_TILE * len(ATLAS_TILES))
+
+
 def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None) -> LinearAppearance:
     """The procedural appearance. ``base`` (H*W, 3): the albedo the painted hair covers
     (default: this model's own mean); a learned skin passes its own mean here."""
     mesh: RenderMesh = model.render_mesh()
-    size = (TEXTURE_TILE, TEXTURE_TILE * len(ATLAS_TILES))
+    size = atlas_size()
     pos, region, covered = texel_surface(mesh, size)
     lm = mesh.neutral.numpy().astype(np.float64)[mesh.landmarks68]
     names = model.region_names

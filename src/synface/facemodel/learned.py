@@ -238,8 +238,7 @@ def build_learned_appearance(
     progress: bool = True,
 ) -> BuildReport:
     """Build the learned basis from ``real`` (identity folders + landmarks.txt) into ``out``."""
-    from synface.facemodel.appearance import TEXTURE_TILE, build_procedural_appearance
-    from synface.facemodel.model import ATLAS_TILES
+    from synface.facemodel.appearance import atlas_size, build_procedural_appearance
     from synface.imageio import read_rgb
 
     real, out = Path(real), Path(out)
@@ -250,7 +249,7 @@ def build_learned_appearance(
     people = sorted(by_identity)[:max_identities] if max_identities else sorted(by_identity)
     model = model or FaceModel.load()
     mesh = model.render_mesh()
-    size = (TEXTURE_TILE, TEXTURE_TILE * len(ATLAS_TILES))
+    size = atlas_size()
     texel_map = TexelMap.build(mesh, size, model.region_names)
     procedural_mean = build_procedural_appearance(model).mean.numpy().reshape(-1, 3)[texel_map.texels]
     unwrapper = Unwrapper(mesh, texel_map, canvas=(256, 256))
@@ -337,9 +336,28 @@ def build_learned_appearance(
 
 
 def mesh_signature(mesh: RenderMesh, size: tuple[int, int]) -> str:
-    """Changes whenever the texel layout would: the render mesh's UVs and the atlas size."""
-    digest = hashlib.sha1(np.ascontiguousarray(mesh.uv).tobytes() + np.array(size).tobytes())
+    """Changes whenever the texel layout would: the render mesh's UVs, its triangles (as a
+    set: drawing order does not move texels) and the atlas size."""
+    triangles = np.unique(np.sort(mesh.faces.numpy(), axis=1), axis=0)
+    digest = hashlib.sha1(np.ascontiguousarray(mesh.uv).tobytes() + triangles.astype(np.int64).tobytes()
+                          + np.array(size).tobytes())
     return digest.hexdigest()[:16]
+
+
+class StaleBasisError(SynfaceError):
+    """A basis file built for another render mesh, atlas or file format."""
+
+
+def basis_is_current(path: Path, mesh: RenderMesh) -> bool:
+    """Whether ``path`` was built by this format for this mesh (reads two small arrays)."""
+    from synface.facemodel.appearance import atlas_size
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return (int(z["format_version"]) == FORMAT_VERSION
+                    and str(z["mesh_signature"]) == mesh_signature(mesh, atlas_size()))
+    except (KeyError, ValueError, OSError, EOFError):
+        return False
 
 
 @dataclass
@@ -362,7 +380,7 @@ class LearnedBasis:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if int(z["format_version"]) != FORMAT_VERSION or str(z["mesh_signature"]) != mesh_signature(mesh, size):
-                    raise SynfaceError(f"{path} was built for another mesh or format; rebuild it: {hint}")
+                    raise StaleBasisError(f"{path} was built for another mesh or format; rebuild it: {hint}")
                 return cls(z["texels"], z["mean"].astype(np.float64), z["basis"].astype(np.float64),
                            z["train_coefficients"], z["train_identities"], z["variance"])
         except (KeyError, ValueError, OSError, EOFError) as exc:
@@ -386,18 +404,25 @@ def default_basis_path() -> Path:
     return cache_root() / "appearance" / "celeba-299.npz"
 
 
-def ensure_basis(path: str | Path | None = None) -> Path:
-    """The basis file to use: ``path`` as given (it must exist), or the default one, built
-    from ``$SYNFACE_DATA/celeba-299`` on first use (~2-3 minutes on 2 cores; cached)."""
+def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None) -> Path:
+    """The basis file to use: ``path`` as given (it must exist and match the mesh), or the
+    default one, built from ``$SYNFACE_DATA/celeba-299`` on first use and rebuilt when the
+    render mesh has changed since (~2-3 minutes on 2 cores; cached)."""
     if path is not None:
         return Path(path)
     path = default_basis_path()
-    if not path.is_file():
-        from synface.paths import data_path
+    if path.is_file():
+        model = model or FaceModel.load()
+        if basis_is_current(path, model.render_mesh()):
+            return path
+        reason = "it was built for an older render mesh"
+    else:
+        reason = "once; cached"
+    from synface.paths import data_path
 
-        real = data_path("celeba-299")  # a clear DataNotFoundError when the data is absent
-        tqdm.write(f"building the learned appearance basis from {real} into {path} (once; cached)")
-        build_learned_appearance(real, path)
+    real = data_path("celeba-299")  # a clear DataNotFoundError when the data is absent
+    tqdm.write(f"building the learned appearance basis from {real} into {path} ({reason})")
+    build_learned_appearance(real, path, model=model)
     return path
 
 
@@ -422,7 +447,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     if mode == "procedural":
         return procedural
     mesh = model.render_mesh()
-    learned = LearnedBasis.load(ensure_basis(path), mesh, procedural.size)
+    learned = LearnedBasis.load(ensure_basis(path, model), mesh, procedural.size)
     keep = list(LEARNED_KEEPS + NON_TEXTURE) if mode == "learned" else list(procedural.names)
     keep_index = [procedural.names.index(n) for n in keep]
     k = len(learned.basis)

@@ -20,12 +20,14 @@ from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes,
 from synface.facemodel.model import FaceModel
 from synface.faces.align import similarity_transform
 from synface.faces.templates import parse_size, template
-from synface.render.background import procedural_backgrounds
 from synface.seeding import identity_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
 # resume with a different one.
-GENERATOR_VERSION = "hair-shell-2"
+GENERATOR_VERSION = "hair-shell-3"
+
+# Identities whose coefficients FaceGenerator keeps (a few batches' worth).
+IDENTITY_CACHE = 4096
 
 # The head turns about a point between the ears, roughly the top of the neck (cm).
 PIVOT = np.array([0.0, 0.0, -1.0], np.float32)
@@ -94,6 +96,7 @@ class FaceGenerator:
         # Vertices of the face region (not scalp, neck, eyes or mouth interior).
         self.face_vertices = np.flatnonzero(self.mesh.region == self.model.region_names.index("face"))
         self._renderer = None
+        self._identities: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.timings: dict[str, float] = {}
 
     @property
@@ -109,9 +112,20 @@ class FaceGenerator:
 
     # ---- latents -------------------------------------------------------------------------
     def identity(self, identity: int, namespace: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        """(shape, appearance) of identity ``identity`` in ``namespace``."""
-        rng = identity_rng(self.config.seed, namespace, identity)
-        return sample_identity(rng, self.model.num_shape, self.config.sampler, self.appearance.sample)
+        """(shape, appearance) of identity ``identity`` in ``namespace``.
+
+        Cached: a dataset batch holds many images of each identity, and drawing the same
+        coefficients again for each was a third of the latent sampling time."""
+        sampler = self.config.sampler
+        key = (self.config.seed, namespace, int(identity), sampler.shape_scale, sampler.shape_truncation)
+        found = self._identities.get(key)
+        if found is None:
+            rng = identity_rng(self.config.seed, namespace, identity)
+            found = sample_identity(rng, self.model.num_shape, sampler, self.appearance.sample)
+            if len(self._identities) >= IDENTITY_CACHE:
+                self._identities.clear()
+            self._identities[key] = found
+        return found[0].copy(), found[1].copy()
 
     def latents(
         self,
@@ -191,16 +205,15 @@ class FaceGenerator:
         # computed once (a row's float64 product does not depend on the rows beside it).
         distinct, inverse = np.unique(latents.appearance, axis=0, return_inverse=True)
         textures = self.appearance.texture_bytes(torch.from_numpy(distinct))[inverse.reshape(-1)]
-        t1 = time.perf_counter()
         light = latents.illumination * self.exposure_gain(self.appearance.skin_tone(coefficients), latents.illumination)[:, None, None]
-        rgba = self.renderer.render(
+        t1 = time.perf_counter()
+        # The background is drawn and composited by the renderer's downsample pass.
+        images = self.renderer.render(
             geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(), textures,
-            light.astype(np.float32), self.appearance.specular(latents.appearance), keys,
+            light.astype(np.float32), self.appearance.specular(latents.appearance), keys, latents.background,
         )
         t2 = time.perf_counter()
-        images = self._finish(rgba, latents.background)
-        t3 = time.perf_counter()
-        for stage, dt in (("geometry", t1 - t0), ("raster", t2 - t1), ("composite", t3 - t2)):
+        for stage, dt in (("geometry", t1 - t0), ("raster", t2 - t1)):
             self.timings[stage] = self.timings.get(stage, 0.0) + dt
         return images
 
@@ -216,14 +229,6 @@ class FaceGenerator:
             brightness = float((skin * (facing @ illumination[b].astype(np.float64))).mean())
             gains.append(np.clip((self.config.exposure / max(brightness, 1e-3)) ** strength, 0.5, 4.0))
         return np.array(gains)
-
-    def _finish(self, rgba: np.ndarray, background: np.ndarray) -> np.ndarray:
-        """Composite the (already box-filtered) render over the background."""
-        x = torch.from_numpy(rgba).float() / 255.0
-        bg = procedural_backgrounds(torch.from_numpy(background), self.size)
-        alpha = x[..., 3:]
-        out = x[..., :3] + (1.0 - alpha) * bg  # colour is premultiplied by coverage (black clear)
-        return (out * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     def generate(self, identities: list[int], samples: list[int], namespace: str = "train") -> np.ndarray:
         """Images (identity[i], sample[i]); each one's bytes depend only on its own
@@ -254,12 +259,16 @@ def _affine2(points: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted vertex normals (B, V, 3) of triangle meshes sharing ``faces``.
 
-    Computed vertex-major, (V, B, 3): gathering and scattering whole rows of B points is
-    several times faster than strided per-image gathers."""
-    v = verts.transpose(0, 1).contiguous()
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    face_normals = torch.cross(b - a, c - a, dim=-1)
-    normals = torch.zeros_like(v)
+    Computed on coordinate planes (3, V, B): gathering and scattering whole rows of B numbers
+    is several times faster than strided per-image gathers, and the cross product written
+    per plane is three times faster than ``torch.cross`` on a trailing axis of 3. Every step
+    is elementwise or a fixed-order sum, so no image depends on its batch."""
+    planes = verts.permute(2, 1, 0).contiguous()
+    a, b, c = planes[:, faces[:, 0]], planes[:, faces[:, 1]], planes[:, faces[:, 2]]
+    (ux, uy, uz), (vx, vy, vz) = b - a, c - a
+    face_normals = torch.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx])
+    normals = torch.zeros_like(planes)
     for k in range(3):
-        normals.index_add_(0, faces[:, k], face_normals)
-    return torch.nn.functional.normalize(normals, dim=-1).transpose(0, 1)
+        normals.index_add_(1, faces[:, k], face_normals)
+    normals = normals / normals.square().sum(0).sqrt().clamp_min(1e-12)
+    return normals.permute(2, 1, 0).contiguous()

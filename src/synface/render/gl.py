@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from synface.errors import SynfaceError
+from synface.render.background import BACKGROUND_GLSL
 
 # Spherical-harmonics irradiance is smooth, so it is evaluated per vertex and interpolated;
 # the fragment shader only fetches the albedo texel and multiplies (llvmpipe's cost is per
@@ -71,19 +72,39 @@ in vec2 in_corner;
 void main() { gl_Position = vec4(in_corner, 0.0, 1.0); }
 """
 
-# Box filter: each output pixel is the mean of its factor x factor supersampled pixels.
+# Box filter: each output pixel is the mean of its factor x factor supersampled pixels; then,
+# when ``composite`` is set, the face (colour premultiplied by coverage) goes over its slot's
+# procedural background (render/background.py), evaluated at the output pixel.
 _DOWNSAMPLE_FRAGMENT = """
 #version 330
 uniform sampler2D source;
+uniform sampler2D backgrounds;  // texel (0, slot), (1, slot): that slot's 8 parameters
 uniform int factor;
+uniform ivec2 cell;  // output (width, height) of one slot
+uniform int cols;
+uniform bool composite;
 out vec4 f_color;
+""" + BACKGROUND_GLSL + """
 void main() {
-    ivec2 base = ivec2(gl_FragCoord.xy) * factor;
+    ivec2 pixel = ivec2(gl_FragCoord.xy);
+    ivec2 base = pixel * factor;
     vec4 sum = vec4(0.0);
     for (int dy = 0; dy < factor; ++dy)
         for (int dx = 0; dx < factor; ++dx)
             sum += texelFetch(source, base + ivec2(dx, dy), 0);
-    f_color = sum / float(factor * factor);
+    vec4 face = sum / float(factor * factor);
+    if (composite) {
+        ivec2 slot_cell = pixel / cell;
+        int slot = slot_cell.y * cols + slot_cell.x;
+        ivec2 local = pixel - slot_cell * cell;
+        // GL rows run bottom-up; the image's row 0 is the slot's top row.
+        vec2 xy = vec2(-1.0 + 2.0 * float(local.x) / float(cell.x - 1),
+                       -1.0 + 2.0 * float(cell.y - 1 - local.y) / float(cell.y - 1));
+        vec3 background = procedural_background(texelFetch(backgrounds, ivec2(0, slot), 0),
+                                                texelFetch(backgrounds, ivec2(1, slot), 0), xy);
+        face = vec4(face.rgb + (1.0 - face.a) * background, 1.0);
+    }
+    f_color = face;
 }
 """
 
@@ -151,6 +172,11 @@ class MeshRenderer:
         self.downsample = self.ctx.program(vertex_shader=_QUAD_VERTEX, fragment_shader=_DOWNSAMPLE_FRAGMENT)
         self.downsample["factor"].value = supersample
         self.downsample["source"].value = 1
+        self.downsample["backgrounds"].value = 2
+        self.downsample["cell"].value = (self.out_width, self.out_height)
+        self.downsample["cols"].value = self.cols
+        self.backgrounds = self.ctx.texture((2, slots), 4, dtype="f4")
+        self.backgrounds.filter = (moderngl.NEAREST, moderngl.NEAREST)
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
         self.quad = self.ctx.vertex_array(self.downsample, [(self.ctx.buffer(quad.tobytes()), "2f", "in_corner")])
         self._moderngl = moderngl
@@ -168,15 +194,20 @@ class MeshRenderer:
         sh: np.ndarray,
         specular: np.ndarray,
         keys: np.ndarray,
+        backgrounds: np.ndarray | None = None,
     ) -> np.ndarray:
         """Rasterise B faces. pixels (B, V, 2) in supersampled pixel coordinates (integer =
         pixel centre, y down), depth (B, V) in [0, 1], normals (B, V, 3), textures uint8
         (B, th, tw, 3) albedo atlases (row 0 = v 0), sh (B, 9, 3), specular (B,) highlight
         strengths, keys (B,) choose the slots.
-        Returns RGBA uint8 (B, height, width, 4) at the output size; colour is premultiplied
-        by alpha, the coverage."""
+
+        With ``backgrounds`` (B, 8) procedural background parameters (render/background.py),
+        returns the composited RGB uint8 (B, height, width, 3) at the output size. Without,
+        returns RGBA uint8 (B, height, width, 4) over black: colour premultiplied by alpha,
+        the coverage."""
         n = len(pixels)
-        out = np.empty((n, self.out_height, self.out_width, 4), np.uint8)
+        channels = 4 if backgrounds is None else 3
+        out = np.empty((n, self.out_height, self.out_width, channels), np.uint8)
         slots = np.asarray(keys, dtype=np.int64) % self.slots
         remaining = list(range(n))
         with self.ctx:  # make this context current: another one (ValueRasterizer) may be
@@ -188,11 +219,11 @@ class MeshRenderer:
                         later.append(i)  # slot busy: this image waits for the next pass
                     else:
                         taken[int(slots[i])] = i
-                self._pass(taken, pixels, depth, normals, textures, sh, specular, out)
+                self._pass(taken, pixels, depth, normals, textures, sh, specular, backgrounds, out)
                 remaining = later
         return out
 
-    def _pass(self, taken, pixels, depth, normals, textures, sh, specular, out) -> None:
+    def _pass(self, taken, pixels, depth, normals, textures, sh, specular, backgrounds, out) -> None:
         ctx, mgl = self.ctx, self._moderngl
         th, tw = self.texture_size
         # Only the slots drawn in this pass are uploaded; the others are not drawn.
@@ -222,12 +253,20 @@ class MeshRenderer:
             self.vao.render(mgl.TRIANGLES, vertices=self.indices_per_face, first=slot * self.indices_per_face)
         ctx.scissor = None
         ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
+        composite = backgrounds is not None
+        if composite:
+            params = np.zeros((self.slots, 8), np.float32)
+            for slot, i in taken.items():
+                params[slot] = backgrounds[i]
+            self.backgrounds.write(params.tobytes())
+        self.downsample["composite"].value = composite
         self.small_fbo.use()
         self.frame.use(location=1)
+        self.backgrounds.use(location=2)
         self.quad.render(mgl.TRIANGLE_STRIP)
-        h, w = self.out_height, self.out_width
-        atlas = np.frombuffer(self.small_fbo.read(components=4, alignment=1), np.uint8)
-        atlas = atlas.reshape(self.rows * h, self.cols * w, 4)
+        h, w, c = out.shape[1:]
+        atlas = np.frombuffer(self.small_fbo.read(components=c, alignment=1), np.uint8)
+        atlas = atlas.reshape(self.rows * h, self.cols * w, c)
         for slot, i in taken.items():
             x, y, _, _ = self.slot_rect(slot, w, h)
             out[i] = atlas[y : y + h, x : x + w][::-1]  # GL rows run bottom-up
