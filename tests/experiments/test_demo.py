@@ -16,3 +16,21 @@ def test_demo_pipeline_end_to_end_on_a_tiny_set(tmp_path, lfw_root):
     assert f"{100 * saved['lfw_accuracy']:.2f} %" in report
     for name in ("checkpoint.pt", "loss.png", "preview.png", "metrics.csv"):
         assert (tmp_path / "run" / name).is_file()
+
+
+def test_a_demo_folder_from_an_older_generator_is_regenerated_and_retrained(tmp_path, data_root):
+    from synface.datasets.build import prepare_output, stale_generator
+    from synface.datasets.spec import load_spec, resolve_spec
+    from synface.experiments.demo import replace_stale_run
+
+    spec = resolve_spec(load_spec("demo"))
+    data, out = tmp_path / "data", tmp_path / "run"
+    prepare_output(data, spec)
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"trained on the old images")
+    replace_stale_run(spec, data, out)  # current generator: kept, to resume
+    assert stale_generator(data, spec) is None and (out / "checkpoint.pt").is_file()
+    (data / "generator.txt").write_text("hair-shell-1 appearance=learned\n")
+    assert stale_generator(data, spec) == "hair-shell-1 appearance=learned"
+    replace_stale_run(spec, data, out)
+    assert not data.exists() and not out.exists()

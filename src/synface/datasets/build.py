@@ -105,6 +105,16 @@ def latent_meta(latents, rows: ImagePlan) -> np.ndarray:
 # ---- one run ---------------------------------------------------------------------------------
 
 
+def stale_generator(root: Path, spec: DatasetSpec) -> str | None:
+    """The generator that rendered ``root`` when it holds ``spec`` rendered by another one
+    (an older version of this code, another basis), else None."""
+    stamp = root / "generator.txt"
+    if not (root / "spec.yaml").is_file() or (root / "spec.yaml").read_text() != dump_yaml(spec):
+        return None
+    made_by = stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
+    return None if made_by == generator_signature(generator_config(spec)) else made_by
+
+
 def prepare_output(root: Path, spec: DatasetSpec) -> None:
     """Create ``root`` for ``spec``, or check that an existing one was started for the same spec."""
     root.mkdir(parents=True, exist_ok=True)
@@ -117,9 +127,8 @@ def prepare_output(root: Path, spec: DatasetSpec) -> None:
                 f"{root} holds a different dataset (its spec.yaml differs from {spec.name}'s); "
                 "choose another --out or delete it"
             )
-        stamp = root / "generator.txt"
-        made_by = stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
-        if made_by != signature:
+        made_by = stale_generator(root, spec)
+        if made_by is not None:
             raise SynfaceError(
                 f"{root} was rendered by generator {made_by!r}, this code renders {signature!r}: "
                 "its images would not match new ones; choose another --out or delete it"

@@ -8,12 +8,14 @@ without LFW, on held-out synthetic identities) -> ``report.md``, ``metrics.json`
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from synface.datasets.build import generate_dataset
+from synface.datasets.build import generate_dataset, stale_generator
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError
 from synface.evaluate.benchmark import evaluate_model
@@ -64,6 +66,20 @@ def run_demo(
     return metrics
 
 
+def replace_stale_run(spec: DatasetSpec, data: Path, out: Path) -> None:
+    """An experiment's own data folder rendered by an older generator is deleted, with the
+    run trained on it: its images can never match new ones and the model learned from them,
+    so resuming either would mix two generators. (``synface generate`` refuses instead: a
+    user's dataset is theirs to delete.)"""
+    made_by = stale_generator(data, spec)
+    if made_by is None:
+        return
+    tqdm.write(f"{data} was rendered by an older generator ({made_by}): regenerating it and retraining {out}")
+    shutil.rmtree(data)
+    if out.is_dir():
+        shutil.rmtree(out)
+
+
 def generate_train_evaluate(
     spec: DatasetSpec, data: Path, config: TrainConfig, out: Path, workers: int = 2, with_floor: bool = False
 ) -> dict:
@@ -72,6 +88,7 @@ def generate_train_evaluate(
     ``with_floor``: also score the same network untrained (the chance-level reference)."""
     timings = {}
     start = time.perf_counter()
+    replace_stale_run(spec, data, out)
     generate_dataset(spec, data, workers=workers)
     timings["generate_s"] = time.perf_counter() - start
     t0 = time.perf_counter()
