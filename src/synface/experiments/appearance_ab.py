@@ -4,7 +4,8 @@ recogniser that does best on real faces?
 For each mode (procedural, learned, both) and each seed, at one budget: generate the demo
 dataset (identity mixup syn3) with that mode and seed, train the ``cpu`` preset with the same
 overrides and training seed, score on LFW (10 folds, 6,000 pairs). Every run lives in its own
-folder and is skipped when its ``result.json`` exists, so an interrupted A/B resumes.
+folder and is skipped when its ``result.json`` exists and was made by the current generator,
+so an interrupted A/B resumes and a new generator is measured afresh.
 ``reports/appearance_ab.md`` gets the table, the budget, the seeds and the command.
 """
 
@@ -15,10 +16,11 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+from synface.datasets.build import generator_config
 from synface.datasets.spec import load_spec, resolve_spec
 from synface.experiments.demo import DEMO_OVERRIDES, generate_train_evaluate
 from synface.facemodel.learned import APPEARANCE_MODES
-from synface.generate.generator import GENERATOR_VERSION, GeneratorConfig
+from synface.generate.generator import GeneratorConfig, generator_signature
 from synface.train.config import load_train_config
 
 COMMAND = "synface appearance ab"
@@ -42,12 +44,15 @@ def run_appearance_ab(
         for seed in seeds:
             name = f"{mode}-seed{seed}"
             result_file = out / name / "result.json"
-            if not result_file.is_file():
-                spec = resolve_spec(replace(load_spec(spec_name), appearance=mode, seed=seed))
+            spec = resolve_spec(replace(load_spec(spec_name), appearance=mode, seed=seed))
+            signature = generator_signature(generator_config(spec))
+            # A result from another generator is measured again (generate_train_evaluate
+            # then replaces that run's data and training), never reported under this one.
+            if not result_file.is_file() or json.loads(result_file.read_text()).get("generator") != signature:
                 config = load_train_config("cpu", {**AB_OVERRIDES, "seed": seed})
                 run = generate_train_evaluate(spec, data / name, config, out / name, workers)
                 row = {
-                    "mode": mode, "seed": seed,
+                    "mode": mode, "seed": seed, "generator": signature,
                     "lfw_accuracy": run["lfw"]["accuracy_mean"] if run["lfw"] else None,
                     "lfw_accuracy_std": run["lfw"]["accuracy_std"] if run["lfw"] else None,
                     "lfw_auc": run["lfw"]["auc"] if run["lfw"] else None,
@@ -84,6 +89,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
+def generator_versions(rows: dict) -> list[str]:
+    return sorted({run["generator"].split()[0] for r in rows.values() for run in r["runs"].values()})
+
+
 def render_report(summary: dict, spec_name: str) -> str:
     rows = summary["modes"]
     any_run = next(iter(next(iter(rows.values()))["runs"].values()))
@@ -96,8 +105,9 @@ def render_report(summary: dict, spec_name: str) -> str:
         f"{any_run['images']} images, identity mixup syn3 = linspace(0.6, 1, 11)), synthetic only; the `cpu` "
         f"training preset (MobileFaceNet 56x48, ArcFace) with {json.dumps(AB_OVERRIDES)}: "
         f"{any_run['steps']} steps, {any_run['epochs']:.1f} epochs. Seed k sets both the generator seed (which "
-        "identities and images) and the training seed. Generator: "
-        f"`{GENERATOR_VERSION}`, learned coefficients at `appearance_scale` {GeneratorConfig().appearance_scale}.",
+        "identities and images) and the training seed. Generator (as each run recorded it): "
+        f"{', '.join(f'`{v}`' for v in generator_versions(rows))}, learned coefficients at `appearance_scale` "
+        f"{GeneratorConfig().appearance_scale}.",
         "",
         "| appearance | " + " | ".join(f"LFW seed {s} (%)" for s in next(iter(rows.values()))["seeds"])
         + " | LFW mean ± std (%) | synthetic validation (%) |",
