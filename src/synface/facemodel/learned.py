@@ -354,10 +354,13 @@ def basis_is_current(path: Path, mesh: RenderMesh) -> bool:
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return (int(z["format_version"]) == FORMAT_VERSION
-                    and str(z["mesh_signature"]) == mesh_signature(mesh, atlas_size()))
+            return _matches(z, mesh, atlas_size())
     except (KeyError, ValueError, OSError, EOFError):
         return False
+
+
+def _matches(npz, mesh: RenderMesh, size: tuple[int, int]) -> bool:
+    return int(npz["format_version"]) == FORMAT_VERSION and str(npz["mesh_signature"]) == mesh_signature(mesh, size)
 
 
 @dataclass
@@ -379,7 +382,7 @@ class LearnedBasis:
             raise DataNotFoundError(f"learned appearance basis not found: {path}; {hint}")
         try:
             with np.load(path, allow_pickle=False) as z:
-                if int(z["format_version"]) != FORMAT_VERSION or str(z["mesh_signature"]) != mesh_signature(mesh, size):
+                if not _matches(z, mesh, size):
                     raise StaleBasisError(f"{path} was built for another mesh or format; rebuild it: {hint}")
                 return cls(z["texels"], z["mean"].astype(np.float64), z["basis"].astype(np.float64),
                            z["train_coefficients"], z["train_identities"], z["variance"])
