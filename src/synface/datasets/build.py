@@ -105,13 +105,18 @@ def latent_meta(latents, rows: ImagePlan) -> np.ndarray:
 # ---- one run ---------------------------------------------------------------------------------
 
 
+def recorded_generator(root: Path) -> str:
+    """The generator signature a dataset folder records (generator.txt)."""
+    stamp = root / "generator.txt"
+    return stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
+
+
 def stale_generator(root: Path, spec: DatasetSpec) -> str | None:
     """The generator that rendered ``root`` when it holds ``spec`` rendered by another one
     (an older version of this code, another basis), else None."""
-    stamp = root / "generator.txt"
     if not (root / "spec.yaml").is_file() or (root / "spec.yaml").read_text() != dump_yaml(spec):
         return None
-    made_by = stamp.read_text().strip() if stamp.is_file() else "before uv-texture-1"
+    made_by = recorded_generator(root)
     return None if made_by == generator_signature(generator_config(spec)) else made_by
 
 
@@ -127,8 +132,8 @@ def prepare_output(root: Path, spec: DatasetSpec) -> None:
                 f"{root} holds a different dataset (its spec.yaml differs from {spec.name}'s); "
                 "choose another --out or delete it"
             )
-        made_by = stale_generator(root, spec)
-        if made_by is not None:
+        made_by = recorded_generator(root)
+        if made_by != signature:  # (the signature hashes the basis file: computed once here)
             raise SynfaceError(
                 f"{root} was rendered by generator {made_by!r}, this code renders {signature!r}: "
                 "its images would not match new ones; choose another --out or delete it"
