@@ -346,7 +346,7 @@ app.add_typer(appearance_app, name="appearance")
 def appearance_build(
     real: Path = typer.Option(..., help="Real faces: <identity>/<image> folders and a 5-point landmarks.txt."),
     out: Optional[Path] = typer.Option(None, help="Output basis (.npz); default: the generator's, cache/appearance/celeba-299.npz."),
-    components: int = typer.Option(40, min=1, help="PCA components over identities."),
+    components: Optional[int] = typer.Option(None, min=1, help="PCA components over identities (default: all)."),
     residual_components: int = typer.Option(20, min=1, help="PCA components over within-person residuals."),
     max_identities: Optional[int] = typer.Option(None, min=3, help="Use only the first N identities."),
 ) -> None:

@@ -92,6 +92,16 @@ def test_pca_reconstruction_error_falls_as_components_are_added():
     assert errors[-1] < 0.1 * errors[0]
 
 
+def test_pca_keeps_at_most_the_directions_the_rows_span():
+    # N centred rows span N - 1 directions: asking for more (or for all) must not return a
+    # null direction, whose zero variance would blow up the N(0, 1) coefficient scaling.
+    data = np.random.default_rng(1).normal(size=(6, 50))
+    mean, basis, variance = pca(data, 50)
+    assert len(basis) == 5 and np.all(variance > 1e-6)
+    coefficients = (data - mean) @ basis.T / np.sqrt(variance)
+    assert np.allclose(mean + (coefficients * np.sqrt(variance)) @ basis, data)  # all of each row kept
+
+
 @pytest.fixture(scope="module")
 def small_real(data_root, tmp_path_factory):
     """4 celeba-299 identities x 4 images, plus one corrupt and one missing image."""

@@ -16,7 +16,11 @@
 4. **average** each person's unwrapped textures (weighted by how squarely each texel was
    seen), fill unseen texels from their mirror texel, then from the mean of everyone;
 5. **PCA** over identities (scaled so coefficients are N(0, 1)), and separately over the
-   within-person residuals of single photos.
+   within-person residuals of single photos. By default every component is kept (N - 1 for
+   N identities): the small ones carry the local detail (brows, lids, lips) that tells people
+   apart. Against the first 40 (77 % of the variance), keeping all 222 of celeba-299 raised
+   dlib's inter-identity distance of generated people from 0.666 to 0.683 and cut its false
+   accepts at 0.6 from 23.6 % to 15.1 % (100 identities x 6, appearance_scale 1.25).
 
 Only skin texels (face, scalp/neck/ears) are learned; eyes, mouth interior and sockets keep
 the procedural texture, whose iris and pupil the photos' gaze would blur away.
@@ -40,7 +44,7 @@ from synface.facemodel.latents import canonical_illumination, sh_basis
 from synface.facemodel.model import FaceModel, RenderMesh, area_weighted_normals
 
 LEARNED_REGIONS = ("face", "head_neck")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every PCA component kept by default (1 kept 40)
 MAX_POSE_RMS = 0.12  # landmark misfit (fraction of the eye distance) beyond which a fit is bad
 MIN_FACING = 0.3  # cos of the angle between surface and view: more oblique pixels are dropped
 SEEN = 0.5  # summed facing weight above which a texel counts as seen in an identity's photos
@@ -194,7 +198,9 @@ def pca(data: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray, np.n
     """(mean (D,), basis (k, D) orthonormal rows, variance (k,)) of rows ``data`` (N, D)."""
     mean = data.mean(0)
     _, singular, vt = np.linalg.svd(data - mean, full_matrices=False)
-    k = min(components, len(singular))
+    # Centred, N rows span at most N - 1 directions; a null direction has no variance to
+    # scale coefficients by.
+    k = min(components, int((singular > 1e-9 * singular[0]).sum()))
     return mean, vt[:k], singular[:k] ** 2 / max(len(data) - 1, 1)
 
 
@@ -232,12 +238,13 @@ def build_learned_appearance(
     real: str | Path,
     out: str | Path,
     model: FaceModel | None = None,
-    components: int = 40,
+    components: int | None = None,
     residual_components: int = 20,
     max_identities: int | None = None,
     progress: bool = True,
 ) -> BuildReport:
-    """Build the learned basis from ``real`` (identity folders + landmarks.txt) into ``out``."""
+    """Build the learned basis from ``real`` (identity folders + landmarks.txt) into ``out``;
+    ``components``: identity components kept (None: all, one fewer than the identities)."""
     from synface.facemodel.appearance import atlas_size, build_procedural_appearance
     from synface.imageio import read_rgb
 
@@ -296,7 +303,7 @@ def build_learned_appearance(
     overall = np.where((total_w > SEEN)[:, None], total_s / np.maximum(total_w, 1e-9)[:, None], procedural_mean)
     textures = np.stack([identity_texture(s, w, texel_map, overall) for _, s, w in per_identity])
     flat = textures.reshape(len(textures), -1)
-    mean, basis, variance = pca(flat, components)
+    mean, basis, variance = pca(flat, components or len(flat))
     total_variance = float(((flat - mean) ** 2).sum() / max(len(flat) - 1, 1))
     coefficients = (flat - mean) @ basis.T / np.sqrt(variance)
 
