@@ -19,8 +19,9 @@
    within-person residuals of single photos. By default every component is kept (N - 1 for
    N identities): the small ones carry the local detail (brows, lids, lips) that tells people
    apart. Against the first 40 (77 % of the variance), keeping all 222 of celeba-299 raised
-   dlib's inter-identity distance of generated people from 0.666 to 0.683 and cut its false
-   accepts at 0.6 from 23.6 % to 15.1 % (100 identities x 6, appearance_scale 1.25).
+   dlib's inter-identity distance of generated people from 0.656 to 0.678, cut its false
+   accepts at 0.6 from 26.7 % to 16.5 % (identity_separability, 200 identities x 8) and
+   raised LFW accuracy at equal budget from 76.6 % to 77.6 % (reports/identity_richness.md).
 
 Only skin texels (face, scalp/neck/ears) are learned; eyes, mouth interior and sockets keep
 the procedural texture, whose iris and pupil the photos' gaze would blur away.
