@@ -47,9 +47,10 @@ class GeneratorConfig:
     appearance_path: str | None = None
     # Spread of the learned coefficients (1 = the real identities' spread). Wider makes
     # generated people more distinct to a real-trained recogniser (dlib's false accepts at
-    # 0.6, 100 identities x 6, a one-off sweep: 20.6 % at 1.0, 15.1 % at 1.25, 11.8 % at 1.5) but not better
-    # training data: LFW accuracy at equal budget (2 seeds) was 77.6 % at 1.25, 77.2 % at 1.5,
-    # where some faces start to wash out to white (reports/identity_richness.md).
+    # 0.6 in a one-off sweep of 100 identities x 6: 20.6 % at 1.0, 15.1 % at 1.25, 11.8 % at
+    # 1.5) but not better training data: LFW accuracy at equal budget (2 seeds) was 77.6 % at
+    # 1.25 and 77.2 % at 1.5, where some faces start to wash out to white
+    # (reports/identity_richness.md).
     appearance_scale: float = 1.25
     # Auto-exposure, as a camera does: the light is scaled so that the face's mean brightness
     # moves toward ``exposure`` (0..1), by the power ``exposure_strength`` (1 = all the way,
