@@ -20,6 +20,7 @@ Identities are the same in every row (same seeds), so differences between rows a
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,11 +69,15 @@ def mean_texture(gen: FaceGenerator, lat: Latents, ids: np.ndarray) -> None:
     lat.appearance[:, learned_columns(gen)] = 0.0
 
 
+@functools.cache
+def real_coefficients(gen: FaceGenerator) -> np.ndarray:
+    """The celeba-299 people's own coefficients in ``gen``'s learned basis (read once)."""
+    path = gen.config.appearance_path or default_basis_path()
+    return LearnedBasis.load(path, gen.mesh, gen.appearance.size).train_coefficients
+
+
 def celeba_textures(gen: FaceGenerator, lat: Latents, ids: np.ndarray) -> None:
-    if not hasattr(gen, "_real_coefficients"):  # read the basis file once per generator
-        path = gen.config.appearance_path or default_basis_path()
-        gen._real_coefficients = LearnedBasis.load(path, gen.mesh, gen.appearance.size).train_coefficients
-    real = gen._real_coefficients
+    real = real_coefficients(gen)
     lat.appearance[:, learned_columns(gen)] = real[ids % len(real)]
 
 

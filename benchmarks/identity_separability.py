@@ -8,8 +8,9 @@ varying as in a training set), embeds them with dlib's ResNet (an outside judge)
 threshold, 10-fold, balanced pairs), ``detection_rate`` (dlib's HOG detector) overall and per
 skin-tone third, the same within |yaw| <= 45 deg (HOG is a frontal detector: the pose prior's
 tail past 45 deg is most of its misses), and ``mtcnn_detection_rate`` per third (the
-pipeline's own real-trained detector, which handles profile views). The same figures for real LFW pairs are the reference. Goals: inter >= 0.75
-with intra <= 0.45, far_at_0.6 <= 5 %, detection >= 95 % in every skin-tone third.
+pipeline's own real-trained detector, which handles profile views). The same figures for
+real LFW pairs are the reference. Goals: inter >= 0.75 with intra <= 0.45, far_at_0.6 <= 5 %,
+detection >= 95 % in every skin-tone third.
 Every appearance mode (procedural, learned, both) is measured; the top-level keys are the
 default mode's. ``--sheet`` writes a contact sheet: per mode, identities x images.
 """
@@ -106,7 +107,8 @@ def generated(
             detected.append(judge.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)))
             descs.append(judge.describe(face, box))
             tone.append(float(skin_tone.mean()))  # mean albedo of the face's skin
-    descs, detected, mtcnn, tone, yaw = np.stack(descs), np.array(detected), np.array(mtcnn), np.array(tone), np.array(yaw)
+    descs = np.stack(descs)
+    detected, mtcnn, tone, yaw = (np.array(v) for v in (detected, mtcnn, tone, yaw))
     figures = pair_figures(descs, ids, rng)
     figures.update(
         appearance=appearance, identities=identities, images_per_identity=images, size=[size, size],

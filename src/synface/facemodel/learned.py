@@ -426,7 +426,7 @@ def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None)
         model = model or FaceModel.load()
         if basis_is_current(path, model.render_mesh()):
             return path
-        reason = "it was built for an older render mesh"
+        reason = "it was built for another render mesh or basis format"
     else:
         reason = "once; cached"
     from synface.paths import data_path
