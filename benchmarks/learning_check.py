@@ -50,9 +50,9 @@ def main() -> None:
     wall = time.perf_counter() - start
     size = parse_size(cfg.input_size)
     model, _ = load_backbone(args.out / "run" / "checkpoint.pt")
-    trained = evaluate_model(model, "lfw", size, amp=True)
+    trained = evaluate_model(model, "lfw", size, amp=trainer.runtime.precision)
     torch.manual_seed(0)
-    untrained = evaluate_model(get_backbone(cfg.backbone, size), "lfw", size, amp=True)
+    untrained = evaluate_model(get_backbone(cfg.backbone, size), "lfw", size, amp=trainer.runtime.precision)
     result = {
         "train_images": summary["synthetic_images"],
         "train_identities": summary["synthetic_classes"],
@@ -67,6 +67,7 @@ def main() -> None:
         "lfw_accuracy_random_init": untrained["accuracy_mean"],
         "lfw_accuracy_random_init_std": untrained["accuracy_std"],
         "lfw_auc_random_init": untrained["auc"],
+        "runtime": trainer.runtime.record(),
     }
     write_result(args.json, result)
 

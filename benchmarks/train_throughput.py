@@ -1,33 +1,41 @@
 #!/usr/bin/env python
-"""Training-step throughput on this machine: our step vs a plain PyTorch loop (issue 5).
+"""Training-step throughput on this machine: every precision x compile variant of our step,
+what ``auto`` picks, and a plain PyTorch loop (issues 5 and 17).
 
-"ours" is the Trainer's step with the preset's settings (channels_last, bf16 autocast and
-torch.compile as the preset says; the margin head with soft labels; SGD); "plain" is the same model, head, batch and optimizer in
-a textbook loop: contiguous NCHW, fp32, no compile. Both run in this process on the same
-in-memory batch, alternating, so machine noise hits both. Goal: ratio >= 1.5.
-Also reports the `cpu` preset's img/s and LResNet50E-IR at 112x96 (the paper's network).
+"ours" is the Trainer's step (channels-last, the margin head with soft labels, SGD) in each
+of fp32 / bf16 autocast x eager / torch.compile; "plain" is the same model, head, batch and
+optimizer in a textbook loop: contiguous NCHW, fp32, no compile. All run in this process on
+the same in-memory batch, in interleaved rounds, so machine noise hits every variant alike.
+bf16 on a CPU without native bf16 is emulated and ~20x slower: it is timed on one small batch.
+
+Keys: ``auto_choice`` (the variant ``synface.runtime`` picks here), ``auto_img_per_s``,
+``best_img_per_s``, ``auto_within_10pct``, ``ratio`` (auto vs plain fp32, goal >= 1.5),
+``host`` (CPU capability, bf16 support, torch, threads). To see an AVX2-only host on a bf16
+one: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/train_throughput.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from synface.datasets.storage import SoftLabels
+from synface.evaluate.embed import fit_input
 from synface.faces.templates import parse_size
 from synface.models.backbones import get_backbone
-from synface.datasets.storage import SoftLabels
 from synface.models.heads import MarginHead
-from synface.train.loop import TrainingModule
-from synface.runtime import tune_cpu_allocator
+from synface.runtime import describe_host, native_cpu_bf16, plan_runtime, tune_cpu_allocator
 from synface.train.config import load_train_config
-from synface.evaluate.embed import fit_input
+from synface.train.loop import TrainingModule
 
 from common import write_result
+
+VARIANTS = {"fp32_eager": ("fp32", False), "fp32_compiled": ("fp32", True),
+            "bf16_eager": ("bf16", False), "bf16_compiled": ("bf16", True)}
 
 
 def make_batch(batch: int, classes: int, size=(112, 96)):
@@ -37,14 +45,14 @@ def make_batch(batch: int, classes: int, size=(112, 96)):
     return images, labels
 
 
-def ours_step(module, head, opt, images, labels, input_size, amp: bool, channels_last: bool = True):
+def ours_step(module, opt, images, labels, input_size, precision: str, channels_last: bool = True):
     """The Trainer's step: the whole TrainingModule (backbone, head, soft-label loss) is what
     it compiles."""
     x = images.float().div_(255.0)  # channels-last memory, as the loader delivers it
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = fit_input(x, input_size).mul_(2.0).sub_(1.0).contiguous(memory_format=layout)
     soft = SoftLabels(labels, torch.full_like(labels, -1), torch.ones(len(labels)))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         loss = module(x, soft, None, 1.0)
     loss.backward()
     opt.step()
@@ -61,44 +69,50 @@ def plain_step(backbone, head, opt, images, labels, input_size):
     opt.step()
 
 
-def measure(name: str, input_size, batch: int, amp: bool, rounds: int, steps: int, classes: int = 1000,
-            compile: bool = False, channels_last: bool = True, compile_mode: str = "default") -> dict:
-    images, labels = make_batch(batch, classes)
-    results = {}
-    setups = {}
-    for kind in ("ours", "plain"):
-        torch.manual_seed(0)
-        backbone = get_backbone(name, input_size, 512).train()
-        head = MarginHead(512, classes)
-        if kind == "ours" and channels_last:
-            backbone = backbone.to(memory_format=torch.channels_last)
+def build(name: str, input_size, classes: int, variant: str | None, compile_mode: str):
+    """A fresh model + optimizer and a zero-argument step for ``variant`` (None: plain)."""
+    torch.manual_seed(0)
+    backbone = get_backbone(name, input_size, 512).train()
+    head = MarginHead(512, classes)
+    if variant is None:
         opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
-        if kind == "ours":
-            module = TrainingModule(backbone, head, classes, 0)
-            backbone = torch.compile(module, mode=compile_mode) if compile else module
-        setups[kind] = (backbone, head, opt)
-    run = {
-        "ours": lambda: ours_step(*setups["ours"], images, labels, input_size, amp, channels_last),
-        "plain": lambda: plain_step(*setups["plain"], images, labels, input_size),
-    }
-    start = time.perf_counter()
-    run["ours"]()  # warm-up (and compilation)
-    results["ours_warmup_s"] = round(time.perf_counter() - start, 1)
-    run["ours"]()
-    run["plain"]()
-    times = {k: 0.0 for k in run}
-    for _ in range(rounds):
-        for kind, fn in run.items():
+        return lambda images, labels: plain_step(backbone, head, opt, images, labels, input_size)
+    precision, compiled = VARIANTS[variant]
+    module = TrainingModule(backbone.to(memory_format=torch.channels_last), head, classes, 0)
+    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    runner = torch.compile(module, mode=compile_mode) if compiled else module
+    return lambda images, labels: ours_step(runner, opt, images, labels, input_size, precision)
+
+
+def measure(name: str, input_size, batch: int, rounds: int, steps: int, classes: int = 1000,
+            compile_mode: str = "max-autotune-no-cudagraphs", variants=tuple(VARIANTS)) -> dict:
+    images, labels = make_batch(batch, classes)
+    emulated_bf16 = not native_cpu_bf16()
+    small = min(batch, 32)
+    runs, warmup = {}, {}
+    for variant in (*variants, "plain"):
+        step = build(name, input_size, classes, None if variant == "plain" else variant, compile_mode)
+        slow = variant != "plain" and VARIANTS[variant][0] == "bf16" and emulated_bf16
+        args = (images[:small], labels[:small]) if slow else (images, labels)
+        start = time.perf_counter()
+        step(*args)  # warm-up (and compilation)
+        warmup[variant] = round(time.perf_counter() - start, 1)
+        runs[variant] = (step, args, slow)
+    times = {v: 0.0 for v in runs}
+    counts = {v: 0 for v in runs}
+    for r in range(rounds):
+        for variant, (step, args, slow) in runs.items():
+            if slow and r > 0:
+                continue
+            n = 1 if slow else steps
             start = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            times[kind] += time.perf_counter() - start
-    for kind in run:
-        results[f"{kind}_img_per_s"] = round(rounds * steps * batch / times[kind], 1)
-    results["ratio"] = round(results["ours_img_per_s"] / results["plain_img_per_s"], 3)
-    results.update(backbone=name, input_size=list(input_size), batch=batch, amp=amp, compile=compile,
-                   channels_last=channels_last, compile_mode=compile_mode if compile else None)
-    return results
+            for _ in range(n):
+                step(*args)
+            times[variant] += time.perf_counter() - start
+            counts[variant] += n * len(args[0])
+    rates = {v: round(counts[v] / times[v], 1) for v in runs}
+    return {"img_per_s": rates, "warmup_s": warmup, "batch": batch, "backbone": name, "input_size": list(input_size),
+            "bf16_emulated": emulated_bf16, "bf16_timed_batch": small if emulated_bf16 else batch}
 
 
 def main() -> None:
@@ -109,19 +123,29 @@ def main() -> None:
     args = parser.parse_args()
     tune_cpu_allocator()
     cpu = load_train_config("cpu")
-    preset = measure(cpu.backbone, parse_size(cpu.input_size), cpu.batch_size, cpu.amp, args.rounds, args.steps,
-                     compile=cpu.compile, channels_last=cpu.channels_last, compile_mode=cpu.compile_mode)
-    paper = measure("lresnet50e_ir", (112, 96), 32, True, 2, 1, compile=False)
+    plan = plan_runtime("cpu", cpu.amp, cpu.compile, cpu.channels_last, cpu.threads, cpu.compile_mode)
+    print(f"host: {describe_host(plan.host)}\nauto: {plan.summary()}", flush=True)
+    preset = measure(cpu.backbone, parse_size(cpu.input_size), cpu.batch_size, args.rounds, args.steps,
+                     compile_mode=plan.compile_mode)
+    rates = preset["img_per_s"]
+    auto_choice = f"{plan.precision}_{'compiled' if plan.compile else 'eager'}"
+    ours = {k: v for k, v in rates.items() if k != "plain"}
+    best = max(ours, key=ours.get)
+    paper = measure("lresnet50e_ir", (112, 96), 32, 1, 1, variants=(f"{plan.precision}_eager",))
     result = {
-        "ours_img_per_s": preset["ours_img_per_s"],
-        "plain_img_per_s": preset["plain_img_per_s"],
-        "ratio": preset["ratio"],
+        "host": plan.host,
+        "host_summary": describe_host(plan.host),
+        "auto_choice": auto_choice,
+        "auto_reasons": plan.reasons,
+        "auto_img_per_s": rates[auto_choice],
+        "best_choice": best,
+        "best_img_per_s": rates[best],
+        "auto_within_10pct": rates[auto_choice] >= 0.9 * rates[best],
+        "plain_img_per_s": rates["plain"],
+        "ratio": round(rates[auto_choice] / rates["plain"], 3),
         "goal_ratio": 1.5,
         "cpu_preset": preset,
-        "goal_cpu_preset_img_per_s": 100,
         "lresnet50e_ir_112x96_batch32": paper,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
     }
     write_result(args.json, result)
 

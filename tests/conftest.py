@@ -69,3 +69,24 @@ def lfw_sample(lfw_root: Path) -> list[str]:
     return [
         f"{name}/{sorted(f.name for f in (lfw_root / 'images' / name).iterdir())[0]}" for name in people[::20][:200]
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory, data_root):
+    """8 identities x 4 images (identity mixup syn3): enough for a training step or two."""
+    from synface.datasets.build import generate_dataset
+    from synface.datasets.spec import DatasetSpec
+
+    out = tmp_path_factory.mktemp("train-data") / "syn"
+    generate_dataset(DatasetSpec(name="tiny", identities=8, samples=4, mixup="syn3", shard_size=16), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_real(tmp_path_factory, data_root):
+    """4 celeba-299 identities x 4 images, imported."""
+    from synface.datasets.real import import_identity_folder
+
+    out = tmp_path_factory.mktemp("train-data") / "real"
+    import_identity_folder(data_root / "celeba-299", out, max_identities=4, max_per_identity=4)
+    return out

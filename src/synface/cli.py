@@ -66,7 +66,9 @@ def evaluate(
     grayscale: bool = typer.Option(False, "--grayscale", help="Score on gray images."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the mirrored crop's embedding."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Default: 32 on CPU, 256 on CUDA."),
-    amp: bool = typer.Option(False, "--amp", help="Reduced precision (bf16 CPU / fp16 CUDA), ~2x faster."),
+    precision: str = typer.Option("auto", help="auto (bf16 only on CPUs with native bf16, fp16 on CUDA), fp32, bf16 or fp16."),
+    amp: bool = typer.Option(False, "--amp", help="Reduced precision of the device's usual kind (bf16 CPU / fp16 CUDA), "
+                                                  "even where it is emulated; same as --precision bf16 on CPU."),
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0, help="Seed for --random-init weights."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result record here."),
@@ -94,10 +96,11 @@ def evaluate(
             torch.manual_seed(seed)
             size = parse_size(input_size)
             model, name = get_backbone(backbone, size), backbone
-        result = evaluate_model(model, benchmark, size, grayscale, flip, batch_size, dev, amp=amp)
+        result = evaluate_model(model, benchmark, size, grayscale, flip, batch_size, dev, amp=True if amp else precision)
     except (SynfaceError, ValueError) as exc:
         _fail(exc)
     result.update(model=name, checkpoint=str(checkpoint) if checkpoint else None)
+    console.print(f"precision {result['precision']}: {result['runtime']['reasons']['precision']}")
     print_result(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +317,9 @@ def train(
         _fail(exc)
     if trainer.dist.is_main:
         val = summary["val_accuracy"]
+        if summary["stopped_by_time_budget"]:
+            console.print(f"[bold yellow]stopped by the time budget after {summary['steps']} of "
+                          f"{summary['planned_steps']} planned steps[/] (resume with --resume)")
         console.print(
             f"{out}: {summary['steps']} steps ({summary['epochs']:.2f} epochs), loss {summary['final_loss']:.3f}, "
             f"synthetic validation {'-' if val is None else f'{100 * val:.2f} %'}, {summary['train_img_per_s']:.0f} img/s"
@@ -333,8 +339,12 @@ def demo(
         metrics = run_demo(out, data, workers)
     except SynfaceError as exc:
         _fail(exc)
-    acc = metrics["lfw_accuracy"]
-    console.print(f"LFW accuracy {'n/a' if acc is None else f'{100 * acc:.2f} %'}; report: {out / 'report.md'}")
+    acc, t = metrics["lfw_accuracy"], metrics["training"]
+    if t["stopped_by_time_budget"]:
+        console.print(f"[bold yellow]stopped by the time budget after {t['steps']} of {t['planned_steps']} planned "
+                      "steps: the model is not fully trained[/]")
+    console.print(f"LFW accuracy {'n/a' if acc is None else f'{100 * acc:.2f} %'} after {t['steps']} training steps "
+                  f"({metrics['runtime']['precision']}); report: {out / 'report.md'}")
 
 
 appearance_app = typer.Typer(help="The learned appearance basis (real photos -> UV textures -> PCA).",

@@ -32,3 +32,16 @@ def test_sh_lighting_fit_recovers_the_light():
     colors = albedo * (sh_basis(normals) @ light)
     fit = fit_sh_lighting(colors, normals, albedo, canonical_illumination(), strength=1e-4)
     np.testing.assert_allclose(sh_basis(normals) @ fit, sh_basis(normals) @ light, atol=0.02)
+
+
+def test_analytic_pose_jacobian_matches_finite_differences():
+    from scipy.optimize._numdiff import approx_derivative
+
+    from synface.facemodel.fitting import project_weak, project_weak_jacobian
+
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(5, 3)) * 30
+    for _ in range(5):
+        params = np.concatenate([rng.uniform(-1.2, 1.2, 3), [rng.uniform(-1, 1)], rng.normal(size=2) * 10])
+        numeric = approx_derivative(lambda p: project_weak(points, p).ravel(), params, method="3-point")
+        np.testing.assert_allclose(project_weak_jacobian(points, params), numeric, rtol=1e-6, atol=1e-6)

@@ -13,7 +13,8 @@ from synface.facemodel.latents import canonical_illumination, lighting_sh
 from synface.facemodel.learned import (
     LearnedBasis, TexelMap, Unwrapper, build_appearance, build_learned_appearance, pca, reconstruction_error,
 )
-from synface.generate.generator import FaceGenerator, GeneratorConfig, rotation_matrices
+from synface.facemodel.pose import rotation_matrices
+from synface.generate.generator import FaceGenerator, GeneratorConfig
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from synface.datasets.pairs import PairList, load_benchmark
 from synface.evaluate.embed import embed_crops
 from synface.evaluate.verification import verification_metrics
 from synface.faces.pipeline import aligned_crops
+from synface.runtime import plan_runtime
 
 
 def pair_scores(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -27,11 +28,16 @@ def evaluate_model(
     flip: bool = True,
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
-    channels_last: bool = True,
-    amp: bool = False,
+    channels_last: bool | str = "auto",
+    amp: bool | str = "auto",
 ) -> dict:
-    """Align (cached), embed, and score every pair; returns the result record."""
+    """Align (cached), embed, and score every pair; returns the result record.
+
+    ``amp`` / ``channels_last``: ``auto`` lets ``synface.runtime`` choose for this machine
+    (bf16 only where the CPU has native bf16; fp16 on CUDA), else as given. The record says
+    what ran (``precision``, ``runtime``)."""
     start = time.perf_counter()
+    plan = plan_runtime(device, amp, compile=False, channels_last=channels_last, long_run=False)
     bench = load_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     crops, counts = aligned_crops(
         bench.image_root, bench.images, input_size, bench.landmarks_file, grayscale,
@@ -39,7 +45,7 @@ def evaluate_model(
     )
     aligned = time.perf_counter()
     embeddings = embed_crops(
-        model, crops, batch_size, flip, device, channels_last, amp, desc=f"embed {bench.name}"
+        model, crops, batch_size, flip, device, plan.channels_last, plan.precision, desc=f"embed {bench.name}"
     )
     embedded = time.perf_counter()
     scores = pair_scores(embeddings, bench.pairs)
@@ -49,7 +55,9 @@ def evaluate_model(
         input_size=list(input_size),
         grayscale=grayscale,
         flip=flip,
-        amp=amp,
+        amp=plan.amp,
+        precision=plan.precision,
+        runtime=plan.record(),
         alignment=counts,
         align_seconds=aligned - start,
         embed_seconds=embedded - aligned,

@@ -33,7 +33,7 @@ def embed_crops(
     flip: bool = True,
     device: torch.device | str = "cpu",
     channels_last: bool = True,
-    amp: bool = False,
+    amp: bool | str = False,
     desc: str = "embed",
     input_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
@@ -41,8 +41,10 @@ def embed_crops(
     crop is added before normalising (the usual LFW test-time augmentation).
 
     ``input_size`` area-resizes crops stored at another size (e.g. 112x96 data for a 56x48
-    network). ``amp`` runs the network in reduced precision (bf16 on CPU, fp16 on CUDA): about twice
-    as fast on CPUs with bf16 instructions, at a small cost in embedding precision.
+    network). ``amp`` runs the network in reduced precision: True for the device's usual one
+    (bf16 on CPU, fp16 on CUDA) or a precision name ("fp32", "bf16", "fp16"; see
+    ``synface.runtime`` for choosing it per machine). bf16 is about twice as fast on CPUs with
+    bf16 instructions and ~10x slower on CPUs without, at a small cost in embedding precision.
     """
     device = torch.device(device)
     if batch_size is None:
@@ -51,7 +53,8 @@ def embed_crops(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = fuse_for_inference(model.to(device)).to(memory_format=memory_format)
     out = []
-    with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
+    dtype = autocast_dtype(device, amp)
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for start in tqdm(range(0, len(crops), batch_size), desc=desc, unit="batch", leave=False):
             x = fit_input(to_input(crops[start : start + batch_size], device), input_size)
             x = x.contiguous(memory_format=memory_format)

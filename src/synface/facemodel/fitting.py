@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from synface.facemodel.latents import sh_basis
+from synface.facemodel.pose import rotation_derivatives, rotation_matrix
 
 # Yaw starts: a turned head can fit either side's minimum from a frontal start.
 _YAW_STARTS_DEG = (-35.0, 0.0, 35.0)
@@ -33,18 +34,30 @@ class PoseFit:
     rms_error: float  # in the landmarks' units, relative to the eye distance
 
 
-def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    from synface.generate.generator import rotation_matrices
-
-    return rotation_matrices(np.array([[yaw, pitch, roll]], np.float64))[0]
-
-
 def project_weak(points3d: np.ndarray, params: np.ndarray) -> np.ndarray:
     """(N, 3) model points -> (N, 2) image points (y down) under [yaw, pitch, roll, log s, tx, ty]."""
     r = rotation_matrix(*params[:3])
     cam = points3d @ r.T
     s = np.exp(params[3])
     return np.stack([s * cam[:, 0] + params[4], -s * cam[:, 1] + params[5]], axis=1)
+
+
+def project_weak_jacobian(points3d: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """d(project_weak(points3d, params).ravel()) / d params: (2N, 6). Analytic, so a fit
+    needs one Python call per iteration instead of seven (finite differences): the
+    appearance basis fits 5,555 photos x 3 starts."""
+    r, d_yaw, d_pitch, d_roll = rotation_derivatives(*params[:3])
+    s = np.exp(params[3])
+    n = len(points3d)
+    jac = np.zeros((n, 2, 6))
+    for k, dr in enumerate((d_yaw, d_pitch, d_roll)):
+        dcam = points3d @ dr.T
+        jac[:, 0, k], jac[:, 1, k] = s * dcam[:, 0], -s * dcam[:, 1]
+    cam = points3d @ r.T
+    jac[:, 0, 3], jac[:, 1, 3] = s * cam[:, 0], -s * cam[:, 1]
+    jac[:, 0, 4] = 1.0
+    jac[:, 1, 5] = 1.0
+    return jac.reshape(2 * n, 6)
 
 
 def fit_pose(landmarks: np.ndarray, points3d: np.ndarray, limit_deg: float = 80.0, annotated: bool = False) -> PoseFit:
@@ -64,7 +77,8 @@ def fit_pose(landmarks: np.ndarray, points3d: np.ndarray, limit_deg: float = 80.
     for yaw0 in _YAW_STARTS_DEG:
         start = np.array([np.radians(yaw0), 0.0, 0.0, np.log(eye_image / eye_model), centre[0], centre[1]])
         result = least_squares(
-            lambda p: (project_weak(points3d, p) - landmarks).ravel(), start, bounds=(lower, upper), method="trf"
+            lambda p: (project_weak(points3d, p) - landmarks).ravel(), start,
+            jac=lambda p: project_weak_jacobian(points3d, p), bounds=(lower, upper), method="trf",
         )
         if best is None or result.cost < best.cost:
             best = result

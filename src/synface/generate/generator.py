@@ -18,6 +18,7 @@ import torch
 from synface.facemodel.learned import DEFAULT_APPEARANCE, basis_fingerprint, build_appearance
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
+from synface.facemodel.pose import rotation_matrices
 from synface.faces.align import similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.seeding import identity_rng, sample_rng
@@ -67,18 +68,6 @@ def generator_signature(config: GeneratorConfig) -> str:
         return f"{GENERATOR_VERSION} appearance=procedural"
     return (f"{GENERATOR_VERSION} appearance={config.appearance} scale={config.appearance_scale} "
             f"basis={basis_fingerprint(config.appearance_path)}")
-
-
-def rotation_matrices(pose: np.ndarray) -> np.ndarray:
-    """(B, 3) yaw (about y), pitch (about x), roll (about z) -> (B, 3, 3), applied R = Rz Rx Ry."""
-    yaw, pitch, roll = pose[:, 0], pose[:, 1], pose[:, 2]
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    one, zero = np.ones_like(yaw), np.zeros_like(yaw)
-    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).reshape(-1, 3, 3)
-    # Positive pitch tilts the chin down (the face looks down).
-    rx = np.stack([one, zero, zero, zero, cp, sp, zero, -sp, cp], 1).reshape(-1, 3, 3)
-    rz = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], 1).reshape(-1, 3, 3)
-    return rz @ rx @ ry
 
 
 class FaceGenerator:

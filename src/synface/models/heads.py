@@ -106,7 +106,9 @@ def soft_margin_loss(
     loss = phi * F.cross_entropy(head.logits(cos, label), label, reduction="none")
     # Always evaluated (weight 0 where unmixed): no data-dependent branch for torch.compile.
     mixed = secondary >= 0
-    other = torch.where(mixed, secondary, label)
+    # Unmixed rows score class 0 at weight 0. (torch.where between two int64 index tensors
+    # miscompiles in inductor's AVX2 code in torch 2.13: "index out of bounds".)
+    other = secondary.clamp(min=0)
     weight = torch.where(mixed, 1.0 - phi, torch.zeros_like(phi))
     loss = loss + weight * F.cross_entropy(head.logits(cos, other), other, reduction="none")
     return loss.mean()

@@ -22,6 +22,14 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
         return model
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    """The reduced precision autocast uses: fp16 on CUDA, bf16 on CPU."""
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype | None:
+    """The autocast dtype for ``amp``: None for fp32 (False / "fp32"), the named one for
+    "bf16" / "fp16", and for True the device's usual reduced precision (fp16 CUDA, bf16 CPU)."""
+    if amp is False or amp == "fp32":
+        return None
+    if amp is True:
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if amp not in dtypes:
+        raise ValueError(f"unknown precision {amp!r}; use fp32, bf16 or fp16")
+    return dtypes[amp]

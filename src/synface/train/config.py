@@ -13,6 +13,7 @@ from pathlib import Path
 from synface.config import ConfigError, from_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.models.heads import MarginConfig
+from synface.runtime import check_setting, parse_precision
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
 
@@ -59,20 +60,34 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     domain_mixup: str | list[float] = "full"  # psi grid when --real is given: linspace(0, 1, 21)
-    amp: bool = False  # bf16 autocast (CPU with bf16 units, recent GPUs)
-    compile: bool = False
-    compile_mode: str = "default"  # torch.compile mode, e.g. max-autotune-no-cudagraphs
-    channels_last: bool = True
+    # Runtime settings (synface.runtime): ``auto`` is resolved for the machine when the run
+    # starts (precision from its bf16 support, compile from its ISA and the run's length);
+    # an explicit value wins. amp: auto | true | false | fp32 | bf16 | fp16.
+    amp: bool | str = "auto"
+    compile: bool | str = "auto"
+    compile_mode: str = "auto"  # torch.compile mode; auto: max-autotune-no-cudagraphs on CPU
+    channels_last: bool | str = "auto"
+    threads: int | str = "auto"  # torch intra-op threads; auto: the cores this process may use
     seed: int = 0
     workers: int = 2  # DataLoader processes per training process
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     time_budget_min: float | None = None  # stop (and checkpoint) after this many minutes
+    # With a time budget: measure the step rate over the first steps and shorten the run
+    # (its lr schedule compressed alike) so that every remaining step fits the budget.
+    fit_to_budget: bool = False
     log_every: int = 10
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.micro_batches < 1:
             raise ValueError("batch_size and micro_batches must be >= 1")
         self.head.margins()  # validates the loss name
+        parse_precision(self.amp)
+        check_setting("compile", self.compile)
+        check_setting("channels_last", self.channels_last)
+        if isinstance(self.threads, str):
+            check_setting("threads", self.threads)
+        elif self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or auto, got {self.threads}")
 
 
 def preset_names() -> list[str]:

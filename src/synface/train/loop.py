@@ -35,7 +35,7 @@ from synface.generate.mixup import phi_grid
 from synface.models.backbones import get_backbone
 from synface.models.checkpoint import backbone_spec
 from synface.models.heads import MarginHead, soft_margin_loss
-from synface.runtime import resolve_device
+from synface.runtime import RuntimePlan, plan_runtime, resolve_device, time_steps
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
 from synface.train.distributed import barrier, init_distributed, mean_over_ranks, shutdown
@@ -45,8 +45,11 @@ from synface.train.validation import build_validation_set, validate
 CHECKPOINT = "checkpoint.pt"
 # What --resume may change: the length and schedule of the run and how it is watched, never
 # what a step computes.
-RESUMABLE_CHANGES = {"optim.epochs", "optim.milestones", "time_budget_min", "workers", "log_every",
-                     "validation.every_epochs"}
+RESUMABLE_CHANGES = {"optim.epochs", "optim.milestones", "time_budget_min", "fit_to_budget", "workers", "log_every",
+                     "validation.every_epochs", "threads"}
+# Steps timed before a time-budgeted run sizes itself to the machine (after the first
+# step, which includes compilation and the loaders' start).
+FIT_AFTER_STEPS = 8
 
 
 def stream_seed(*parts: int) -> int:
@@ -168,9 +171,12 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise SynfaceError(f"{data}: {len(self.syn)} images is less than one batch of {config.batch_size}")
         self.total_steps = self.steps_per_epoch * config.optim.epochs
+        self.planned_steps = self.total_steps  # the config's plan; total_steps may be fitted to a budget
         self.psi_grid = phi_grid(config.domain_mixup)
+        self.runtime = self._plan_runtime()
         self._build_model()
         self.step = 0
+        self.fit: dict | None = None
         self.history: list[dict] = []
         self.train_seconds = 0.0
 
@@ -190,8 +196,38 @@ class Trainer:
         if clash:
             raise SynfaceError(f"classes clash between {data} and {real}: {sorted(clash)[:5]} appear in both")
 
-    def _build_model(self) -> None:
+    def _plan_runtime(self) -> RuntimePlan:
+        """Resolve precision / compile / layout / threads for this machine (synface.runtime).
+        Compiling repays itself only over a long run: ~30-90 s once, against 1-2 s a step."""
         c = self.config
+        return plan_runtime(self.device, c.amp, c.compile, c.channels_last, c.threads, c.compile_mode,
+                            long_run=self.total_steps >= 100, probe=self._time_precision)
+
+    def _time_precision(self, precision: str) -> float:
+        """Seconds per forward + backward of a copy of the model on a random batch (the
+        runtime's probe where capability checks cannot choose); touches no training state."""
+        import copy
+
+        c = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            backbone = get_backbone(c.backbone, self.input_size, c.embedding_size).to(self.device)
+            backbone = backbone.to(memory_format=torch.channels_last)
+            head = MarginHead(c.embedding_size, max(self.syn.num_classes, 2), copy.deepcopy(c.head)).to(self.device)
+            batch = min(c.batch_size, 64)
+            x = torch.randn(batch, 3, *self.input_size, device=self.device).contiguous(memory_format=torch.channels_last)
+            labels = torch.randint(0, head.num_classes, (batch,), device=self.device)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+            def step() -> None:
+                with torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32"):
+                    loss = nn.functional.cross_entropy(head(backbone(x), labels), labels)
+                loss.backward()
+
+            return time_steps(step, 2)
+
+    def _build_model(self) -> None:
+        c, plan = self.config, self.runtime
         torch.manual_seed(c.seed)
         backbone = get_backbone(c.backbone, self.input_size, c.embedding_size)
         syn_classes = self.syn.num_classes
@@ -202,7 +238,7 @@ class Trainer:
             if real_classes:
                 head.weight[syn_classes:].normal_(0.0, 0.01, generator=torch.Generator().manual_seed(stream_seed(c.seed, 4)))
         module = TrainingModule(backbone, head, syn_classes, real_classes).to(self.device)
-        if c.channels_last:
+        if plan.channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         self.optimizer = torch.optim.SGD(module.parameters(), lr=c.optim.lr, momentum=c.optim.momentum,
@@ -212,14 +248,21 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         runner = self.ddp or module
-        self.forward = torch.compile(runner, mode=c.compile_mode) if c.compile else runner
+        self.forward = torch.compile(runner, mode=plan.compile_mode) if plan.compile else runner
+        # fp16 needs loss scaling against underflow (bf16 has fp32's range and does not).
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=plan.precision == "fp16" and self.device.type == "cuda")
         self.augmentation = build_augmentation(c.augment)
         if self.augmentation is not None:
             self.augmentation = self.augmentation.to(self.device)
 
     def lr_at(self, step: int) -> float:
+        """The schedule in epochs of the planned run; a run fitted to a time budget goes
+        through the same schedule compressed into its fewer steps."""
         o = self.config.optim
-        return o.lr * lr_factor(step / self.steps_per_epoch, tuple(o.milestones), o.warmup_epochs)
+        epoch = step / self.steps_per_epoch
+        if self.total_steps != self.planned_steps:
+            epoch = step * self.planned_steps / (self.total_steps * self.steps_per_epoch)
+        return o.lr * lr_factor(epoch, tuple(o.milestones), o.warmup_epochs)
 
     # ---- data --------------------------------------------------------------------------------
     def _syn_indices(self, step: int) -> np.ndarray:
@@ -265,6 +308,9 @@ class Trainer:
                      "synthetic_classes": self.syn.num_classes, "real_classes": self.real.num_classes if self.real else 0},
             "history": self.history,
             "train_seconds": self.train_seconds,
+            "fit": self.fit,
+            "scaler": self.scaler.state_dict(),
+            "runtime": self.runtime.record(),
         }
 
     def save(self) -> None:
@@ -294,6 +340,11 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.fit = state.get("fit")
+        if self.fit is not None and self.fit["planned_steps"] == self.planned_steps:
+            self.total_steps = self.fit["steps"]  # a fitted run resumes to its fitted length
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -301,25 +352,36 @@ class Trainer:
         """Train to the end (or to ``stop_at_step`` / the time budget), checkpointing each
         epoch; returns the final metrics."""
         c = self.config
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_yaml(c))
         if resume:
             self.load(self.out / CHECKPOINT)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_yaml(c) + self.runtime_comment())
+            tqdm.write(f"runtime: {self.runtime.summary()}")
         validation = self._validation_set()
         end = self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
         steps = range(self.step, end)
         syn_loader = iter(self._loader(self.syn, self._syn_indices, steps))
         real_loader = iter(self._loader(self.real, self._real_indices, steps)) if self.real else None
-        deadline = None if c.time_budget_min is None else time.time() + 60 * c.time_budget_min - self.train_seconds
+        started = time.time()
+        deadline = None if c.time_budget_min is None else started + 60 * c.time_budget_min - self.train_seconds
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
         self.module.train()
         window_start, window_images, stopped_early = time.perf_counter(), 0, False
+        fit_from = None  # (time, step) after this session's first step
         for step in steps:
+            if step >= self.total_steps:  # the run was fitted to its time budget
+                break
             t0 = time.perf_counter()
             loss = self._train_step(step, syn_loader, real_loader)
             self.train_seconds += time.perf_counter() - t0
             self.step = step + 1
+            if fit_from is None:
+                fit_from = (time.time(), self.step)
+            elif c.fit_to_budget and deadline is not None and self.fit is None and self.step - fit_from[1] == FIT_AFTER_STEPS:
+                self._fit_to_budget(fit_from, deadline, validation is not None)
+                bar.total = self.total_steps
+                end = min(end, self.total_steps)
             window_images += c.batch_size
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == end:
@@ -330,9 +392,11 @@ class Trainer:
                 self.history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['img_per_s']:.0f}")
                 window_start, window_images = time.perf_counter(), 0
-            epoch_done = self.step % self.steps_per_epoch == 0
+            epoch_done = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
             out_of_time = deadline is not None and time.time() > deadline
-            if epoch_done and validation is not None and (self.step // self.steps_per_epoch) % c.validation.every_epochs == 0:
+            last = self.step == self.total_steps
+            if epoch_done and validation is not None and (
+                    last or (self.step // self.steps_per_epoch) % c.validation.every_epochs == 0):
                 self._validate(validation)
             if epoch_done or out_of_time or self.step == end:
                 self.save()
@@ -373,15 +437,43 @@ class Trainer:
             syncing = self.ddp is None or m == c.micro_batches - 1
             context = self.ddp.no_sync() if not syncing else contextlib.nullcontext()
             with context:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp):
+                with self.runtime.autocast():
                     loss = self.forward(x, syn.to(self.device), real, psi)
-                (loss / c.micro_batches).backward()
+                self.scaler.scale(loss / c.micro_batches).backward()
             total += float(loss.detach()) / c.micro_batches
         if not math.isfinite(total):
             raise SynfaceError(f"loss became {total} at step {step}; lower the learning rate or check the data")
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def _fit_to_budget(self, since: tuple[float, int], deadline: float, validating: bool) -> None:
+        """Shrink the run to the steps that fit before ``deadline`` at the rate measured
+        since ``since`` (time, step), keeping its schedule's shape (lr_at compresses it)."""
+        start, first = since
+        per_step = (time.time() - start) / max(self.step - first, 1)
+        # Validation and the per-epoch checkpoint cost a few steps' time each; keep 5 % spare.
+        reserve = 0.05 * (deadline - time.time()) + (3 * per_step if validating else 0.0)
+        affordable = self.step + int(max(deadline - time.time() - reserve, 0.0) / per_step)
+        fitted = max(self.step, min(self.total_steps, affordable))
+        self.fit = {"planned_steps": self.planned_steps, "steps": fitted, "seconds_per_step": round(per_step, 3),
+                    "img_per_s": round(self.config.batch_size / per_step, 1),
+                    "budget_min": self.config.time_budget_min}
+        if fitted < self.total_steps:
+            tqdm.write(f"time budget {self.config.time_budget_min:g} min at {self.fit['img_per_s']:.0f} img/s: "
+                       f"training {fitted} of the {self.planned_steps} planned steps, same schedule compressed")
+        self.total_steps = fitted
+
+    def runtime_comment(self) -> str:
+        """config.yaml keeps the config as given (``auto`` stays auto, so the file reruns
+        anywhere); what auto resolved to on this machine follows as comments."""
+        plan = self.runtime
+        lines = [f"# runtime on this machine: {plan.summary()}"]
+        lines += [f"#   {key}: {getattr(plan, key)}  ({why})" for key, why in
+                  (("precision", plan.reasons["precision"]), ("compile", plan.reasons["compile"]),
+                   ("channels_last", plan.reasons["channels_last"]), ("threads", plan.reasons["threads"]))]
+        return "\n".join(lines) + "\n"
 
     def _validation_set(self) -> ShardedDataset | None:
         v = self.config.validation
@@ -398,8 +490,8 @@ class Trainer:
     def _validate(self, validation: ShardedDataset) -> None:
         if not self.dist.is_main:
             return
-        result = validate(self.module.backbone, validation, self.input_size, self.device, self.config.amp,
-                          self.config.channels_last)
+        result = validate(self.module.backbone, validation, self.input_size, self.device, self.runtime.precision,
+                          self.runtime.channels_last)
         record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), **result}
         self.history.append(record)
         tqdm.write(f"epoch {record['epoch']:.2f}: synthetic validation accuracy {100 * result['val_accuracy']:.2f} %")
@@ -413,6 +505,8 @@ class Trainer:
             "steps": self.step,
             "epochs": round(self.step / self.steps_per_epoch, 4),
             "planned_steps": self.total_steps,
+            "preset_steps": self.planned_steps,
+            "fitted_to_budget": self.fit,
             "stopped_by_time_budget": stopped_early,
             "final_loss": losses[-1]["loss"] if losses else None,
             "val_accuracy": vals[-1]["val_accuracy"] if vals else None,
@@ -425,6 +519,7 @@ class Trainer:
             "real_classes": self.real.num_classes if self.real else 0,
             "processes": self.dist.world,
             "device": str(self.device),
+            "runtime": self.runtime.record(),
         }
 
     def _write_metrics(self) -> None:

@@ -42,8 +42,8 @@ def validation_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.
     return pairs, is_same, folds
 
 
-def validate(model: nn.Module, ds: ShardedDataset, size: tuple[int, int], device: torch.device, amp: bool = False,
-             channels_last: bool = True) -> dict:
+def validate(model: nn.Module, ds: ShardedDataset, size: tuple[int, int], device: torch.device,
+             amp: bool | str = False, channels_last: bool = True) -> dict:
     """Verification accuracy on the held-out set. ``channels_last`` should match the training
     model's layout, so that embedding never converts the model being trained."""
     was_training = model.training
