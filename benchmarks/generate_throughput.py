@@ -8,6 +8,12 @@ by the round count): latents = sampling; geometry = latents -> posed, aligned me
 textures and light on the CPU; raster = OpenGL upload, draw, downsample, background
 composite, readback.
 
+``raster_profile`` splits the raster stage into its phases (each waited for, so their sum
+exceeds the pipelined raster time), ``raster_seconds_supersample_1`` renders the same faces
+at 1x instead of 2x (4x fewer fragments: how much of the raster is per-fragment work) and
+``raster_seconds_lp_threads`` llvmpipe with 1 and 2 threads: the measurements behind issue
+17's question of where llvmpipe's time goes.
+
 ``--workers N`` also measures N processes started as the dataset builder starts them (one
 core each, ``runtime.one_core_per_process``), each rendering its share of the images and
 sending the uint8 arrays back to this process; the clock runs from the moment all of them
@@ -21,6 +27,7 @@ import multiprocessing
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +62,14 @@ def main() -> None:
             stages[stage] = stages.get(stage, 0.0) + value / args.rounds
     # Every image its own identity, as in identity-mixup sets where each image has its own phi.
     distinct_seconds = run(gen, range(args.images), args.batch, depth=1)[0]
+    gen.renderer.profile = {}
+    run(gen, range(args.images), args.batch, depth=DEPTH)
+    profile, gen.renderer.profile = gen.renderer.profile, None
+    profile = {k: round(v, 3) for k, v in profile.items()}
+    low = FaceGenerator(replace(config, supersample=1))
+    raster_1x = run(low, range(args.images), args.batch, depth=DEPTH)[1]["raster"]
+    del low
+    lp_threads = {n: raster_with_lp_threads(config, args.images, args.batch, n) for n in (1, 2)}
     result = {
         "appearance": config.appearance,
         "faces_per_s": statistics.median(rounds),
@@ -67,6 +82,9 @@ def main() -> None:
         "size": [112, 96],
         "supersample": gen.config.supersample,
         "stage_seconds_per_round": stages,
+        "raster_profile": profile,
+        "raster_seconds_supersample_1": round(raster_1x, 3),
+        "raster_seconds_lp_threads": lp_threads,
         "triangles": int(len(gen.mesh.faces)),
         "vertices": int(gen.mesh.num_vertices),
         "texture_size": list(gen.appearance.size),
@@ -80,6 +98,24 @@ def main() -> None:
         ]
         result["faces_per_s_workers"] = statistics.median(result["faces_per_s_workers_rounds"])
     write_result(args.json, result)
+
+
+def raster_with_lp_threads(config: GeneratorConfig, images: int, batch: int, threads: int) -> float:
+    """Raster seconds in a fresh process whose llvmpipe runs ``threads`` threads (the
+    variable is read when the first GL context starts)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    proc = context.Process(target=_raster_worker, args=(config, images, batch, threads, results))
+    proc.start()
+    seconds = results.get()
+    proc.join()
+    return round(seconds, 3)
+
+
+def _raster_worker(config, images, batch, threads, results) -> None:
+    os.environ["LP_NUM_THREADS"] = str(threads)
+    tune_cpu_allocator()
+    results.put(run(FaceGenerator(config), range(images), batch, depth=DEPTH)[1]["raster"])
 
 
 def gl_renderer(gen: FaceGenerator) -> str:

@@ -111,7 +111,7 @@ def host_info(device: torch.device | None = None) -> dict:
         "cpu_bf16_instructions": cpu_has_bf16_instructions(),
         "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "device": str(device),
     }
@@ -121,8 +121,8 @@ def host_info(device: torch.device | None = None) -> dict:
         info["isa_caps"] = caps
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-        info["gpu_bf16"] = torch.cuda.is_bf16_supported()
+        info["cuda"] = str(torch.version.cuda)
+        info["gpu_bf16"] = bool(torch.cuda.is_bf16_supported())
     return info
 
 

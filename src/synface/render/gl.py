@@ -12,6 +12,7 @@ Runs on Mesa llvmpipe (CPU) and on NVIDIA EGL unchanged.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -180,6 +181,18 @@ class MeshRenderer:
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
         self.quad = self.ctx.vertex_array(self.downsample, [(self.ctx.buffer(quad.tobytes()), "2f", "in_corner")])
         self._moderngl = moderngl
+        # Seconds per phase of a pass (upload, clear, draw, filter, readback) when set to a
+        # dict: each phase then waits for the driver to finish (ctx.finish), which costs the
+        # overlap of the phases but shows where llvmpipe's time goes.
+        self.profile: dict[str, float] | None = None
+
+    def _phase(self, name: str, since: float) -> float:
+        if self.profile is None:
+            return since
+        self.ctx.finish()
+        now = time.perf_counter()
+        self.profile[name] = self.profile.get(name, 0.0) + now - since
+        return now
 
     def slot_rect(self, slot: int, width: int, height: int) -> tuple[int, int, int, int]:
         """(x, y, width, height) of ``slot`` in an atlas of width x height cells."""
@@ -226,6 +239,7 @@ class MeshRenderer:
     def _pass(self, taken, pixels, depth, normals, textures, sh, specular, backgrounds, out) -> None:
         ctx, mgl = self.ctx, self._moderngl
         th, tw = self.texture_size
+        t = time.perf_counter()
         # Only the slots drawn in this pass are uploaded; the others are not drawn.
         block = np.empty((self.num_vertices, 6), np.float32)
         for slot, i in taken.items():
@@ -235,6 +249,7 @@ class MeshRenderer:
             block[:, 3:6] = normals[i]
             self.vbo.write(block.tobytes(), offset=slot * block.nbytes)
             self.atlas.write(np.ascontiguousarray(textures[i]), viewport=(0, 0, slot, tw, th, 1))
+        t = self._phase("upload", t)
         self.fbo.use()
         ctx.enable(mgl.DEPTH_TEST)
         # Back faces are always hidden behind front ones (the mesh is closed where it is seen);
@@ -243,6 +258,7 @@ class MeshRenderer:
         ctx.front_face = "ccw"
         ctx.scissor = None
         ctx.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        t = self._phase("clear", t)
         for slot, i in taken.items():
             rect = self.slot_rect(slot, self.width, self.height)
             ctx.viewport = rect
@@ -251,6 +267,7 @@ class MeshRenderer:
             self.program["layer"].value = float(slot)
             self.program["shine"].value = float(specular[i])
             self.vao.render(mgl.TRIANGLES, vertices=self.indices_per_face, first=slot * self.indices_per_face)
+        t = self._phase("draw", t)
         ctx.scissor = None
         ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
         composite = backgrounds is not None
@@ -264,12 +281,16 @@ class MeshRenderer:
         self.frame.use(location=1)
         self.backgrounds.use(location=2)
         self.quad.render(mgl.TRIANGLE_STRIP)
+        t = self._phase("filter_and_background", t)
         h, w, c = out.shape[1:]
         atlas = np.frombuffer(self.small_fbo.read(components=c, alignment=1), np.uint8)
         atlas = atlas.reshape(self.rows * h, self.cols * w, c)
         for slot, i in taken.items():
             x, y, _, _ = self.slot_rect(slot, w, h)
             out[i] = atlas[y : y + h, x : x + w][::-1]  # GL rows run bottom-up
+        self._phase("readback", t)
+        if self.profile is not None:
+            self.profile["passes"] = self.profile.get("passes", 0) + 1
 
 
 _VALUE_VERTEX = """
