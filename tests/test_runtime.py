@@ -30,7 +30,8 @@ def bf16_cpu(monkeypatch):
 def test_auto_is_fp32_eager_without_native_bf16(avx2_cpu):
     plan = plan_runtime("cpu")
     assert plan.precision == "fp32" and not plan.amp and plan.autocast_dtype == torch.float32
-    assert not plan.compile and plan.channels_last
+    assert plan.channels_last and plan.compile == runtime.compiler_available()
+    assert not plan_runtime("cpu", long_run=False).compile
     assert "no native bf16" in plan.reasons["precision"]
     assert plan.host["cpu_capability"] == "AVX2" and plan.host["torch"] == torch.__version__
 
@@ -88,7 +89,7 @@ def _trainer(tiny_synthetic, tmp_path, **extra):
 
 
 def test_training_runs_fp32_without_native_bf16(avx2_cpu, tiny_synthetic, tmp_path):
-    trainer = _trainer(tiny_synthetic, tmp_path)
+    trainer = _trainer(tiny_synthetic, tmp_path)  # 4 steps: too short to compile
     assert trainer.runtime.precision == "fp32" and not trainer.runtime.compile
     seen = _autocast_dtypes(trainer.module.backbone)
     summary = trainer.run(stop_at_step=1)
@@ -134,3 +135,18 @@ def test_evaluation_follows_the_machine(monkeypatch, lfw_root, tmp_path):
         assert expected <= set(seen)
         if expected == {torch.float32}:
             assert set(seen) == {torch.float32}
+
+
+def test_trainer_times_both_precisions_where_capability_cannot_tell(monkeypatch, tiny_synthetic, tmp_path):
+    fake_cpu(monkeypatch, "AVX512", onednn_bf16=True, bf16_instructions=False)
+    timed = []
+    real = runtime.time_steps
+
+    def recording(step, steps=2):
+        timed.append(steps)
+        return real(step, steps)
+
+    monkeypatch.setattr("synface.train.loop.time_steps", recording)
+    trainer = _trainer(tiny_synthetic, tmp_path)
+    assert len(timed) == 2  # fp32 and bf16, a few steps each, on a copy of the model
+    assert trainer.runtime.precision in ("fp32", "bf16") and "timed warm-up steps" in trainer.runtime.reasons["precision"]

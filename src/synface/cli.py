@@ -399,6 +399,32 @@ def appearance_ab(
     console.print(f"best appearance by LFW accuracy: {summary['best']}; report: {report}")
 
 
+@app.command("ab")
+def ab(
+    levers: list[str] = typer.Argument(..., help="Levers: names under configs/ab/ or YAML paths (baseline first)."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds (generator and training)."),
+    out: Path = typer.Option(Path("runs/ab"), help="Run folders (one per lever and seed)."),
+    data: Path = typer.Option(Path("data/ab"), help="Generated datasets (shared by levers with the same spec)."),
+    report: Path = typer.Option(Path("reports/transfer"), help="Report stem: writes STEM.json and STEM.md."),
+    default: Optional[str] = typer.Option(None, help="The lever today's defaults equal (marked in the report)."),
+    workers: int = typer.Option(2, min=1),
+) -> None:
+    """Controlled A/B of generator / training options at the demo budget: LFW per lever and seed."""
+    from synface.experiments.ab import load_lever, run_ab
+
+    try:
+        loaded = [load_lever(name) for name in levers]
+        summary = run_ab(loaded, tuple(int(x) for x in seeds.split(",")), out, data, report, default,
+                         workers=workers, command="synface ab")
+    except (SynfaceError, ValueError) as exc:
+        _fail(exc)
+    for row in summary["rows"]:
+        mean, std = row["lfw_mean"], row["lfw_std"]
+        console.print(f"{row['lever']}: LFW {'n/a' if mean is None else f'{100 * mean:.2f}'} ± "
+                      f"{'n/a' if std is None else f'{100 * std:.2f}'} %")
+    console.print(f"report: {report.with_suffix('.md')}")
+
+
 def print_result(result: dict) -> None:
     table = Table(title=f"{result['benchmark']}: {result['pairs']} pairs, {result['folds']} folds")
     for col in ("model", "accuracy", "AUC", "TAR@FAR=1e-3", "TAR@FAR=1e-2", "seconds"):

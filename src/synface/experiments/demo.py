@@ -110,11 +110,21 @@ def generate_train_evaluate(
     ``with_floor``: also score the same network untrained (the chance-level reference).
     ``deadline`` (a ``time.time()``): fit training into what is left of it after the data
     and the estimated evaluation (see the module's docstring)."""
-    timings = {}
     start = time.perf_counter()
     replace_stale_run(spec, data, out)
     generate_dataset(spec, data, workers=workers)
-    timings["generate_s"] = time.perf_counter() - start
+    timings = {"generate_s": time.perf_counter() - start}
+    return train_evaluate(data, config, out, with_floor, deadline, timings)
+
+
+def train_evaluate(
+    data: Path, config: TrainConfig, out: Path, with_floor: bool = False, deadline: float | None = None,
+    timings: dict | None = None,
+) -> dict:
+    """Train ``config`` on the dataset ``data`` (synthetic or imported real) into ``out``,
+    resuming from its checkpoint, and score it on LFW: the second half of
+    ``generate_train_evaluate``."""
+    timings = dict(timings or {})
     trainer = Trainer(config, data, out)
     budget_min = None
     if deadline is not None:

@@ -13,18 +13,59 @@ from torch import nn
 from synface.train.config import AugmentConfig
 
 
+class RandomDownscale(nn.Module):
+    """With probability ``p`` per image: area-downsample by a factor drawn from ``scale``,
+    then bilinear back to the input size (a low-resolution photo brought up to the crop)."""
+
+    def __init__(self, scale: tuple[float, float], p: float) -> None:
+        super().__init__()
+        self.scale, self.p = scale, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        chosen = torch.rand(n) < self.p
+        factors = torch.empty(n).uniform_(*self.scale)
+        out = x.clone()
+        for i in torch.nonzero(chosen).flatten().tolist():
+            size = (max(2, round(h * float(factors[i]))), max(2, round(w * float(factors[i]))))
+            small = nn.functional.interpolate(x[i : i + 1], size=size, mode="area")
+            out[i : i + 1] = nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        return out
+
+
 def build_augmentation(config: AugmentConfig) -> nn.Module | None:
+    """The enabled transforms in a fixed order: geometry, colour, resolution and blur,
+    compression, noise, occlusion, grayscale (the order of the original four is kept, so
+    their draws do not change when the new families are off)."""
     import kornia.augmentation as K
 
     parts: list[nn.Module] = []
+    if config.affine > 0:
+        shift = config.affine_shift
+        parts.append(K.RandomAffine(degrees=config.affine_degrees, translate=(shift, shift), scale=config.affine_scale,
+                                    padding_mode="border", p=config.affine))
     if config.flip > 0:
         parts.append(K.RandomHorizontalFlip(p=config.flip))
     if config.color_jitter > 0:
         s = config.jitter_strength
         parts.append(K.ColorJitter(brightness=s, contrast=s, saturation=s, hue=0.0, p=config.color_jitter))
+    if config.gamma > 0:
+        parts.append(K.RandomGamma(gamma=config.gamma_range, p=config.gamma))
+    if config.white_balance > 0:
+        parts.append(K.RandomPlanckianJitter(mode="blackbody", p=config.white_balance))
+    if config.downscale > 0:
+        parts.append(RandomDownscale(config.downscale_range, config.downscale))
+    if config.gaussian_blur > 0:
+        parts.append(K.RandomGaussianBlur(kernel_size=(5, 5), sigma=config.blur_sigma, p=config.gaussian_blur))
     if config.motion_blur > 0:
         parts.append(K.RandomMotionBlur(kernel_size=config.blur_kernel, angle=180.0, direction=(-1.0, 1.0),
                                         p=config.motion_blur))
+    if config.jpeg > 0:
+        parts.append(K.RandomJPEG(jpeg_quality=config.jpeg_quality, p=config.jpeg))
+    if config.noise > 0:
+        parts.append(K.RandomGaussianNoise(std=config.noise_std, p=config.noise))
+    if config.erasing > 0:
+        parts.append(K.RandomErasing(scale=config.erasing_scale, p=config.erasing))
     if config.grayscale > 0:
         parts.append(K.RandomGrayscale(p=config.grayscale))
     return K.AugmentationSequential(*parts) if parts else None

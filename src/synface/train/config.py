@@ -30,7 +30,12 @@ class OptimConfig:
 
 @dataclass
 class AugmentConfig:
-    """Batch augmentation on the device (kornia); probabilities per image."""
+    """Batch augmentation on the device (kornia); probabilities per image, 0 = off.
+
+    The families after ``grayscale`` model how photos differ from renders (issue 18): a
+    detector's alignment error (``affine``), camera response and white balance (``gamma``,
+    ``white_balance``), lost resolution (``downscale``, ``gaussian_blur``), compression
+    (``jpeg``), sensor noise (``noise``) and occlusion (``erasing``)."""
 
     flip: float = 0.5
     color_jitter: float = 0.0
@@ -38,6 +43,37 @@ class AugmentConfig:
     motion_blur: float = 0.0  # the paper's appendix: +2.25 points
     blur_kernel: tuple[int, int] = (3, 7)  # odd kernel sizes, in pixels of the network input
     grayscale: float = 0.0
+    affine: float = 0.0  # small random similarity, like a detector's landmark error
+    affine_degrees: float = 8.0
+    affine_shift: float = 0.05  # fraction of the crop size
+    affine_scale: tuple[float, float] = (0.9, 1.1)
+    gamma: float = 0.0
+    gamma_range: tuple[float, float] = (0.7, 1.4)
+    white_balance: float = 0.0  # black-body (Planckian) colour casts
+    downscale: float = 0.0  # down- then up-sampling by a random factor
+    downscale_range: tuple[float, float] = (0.35, 0.9)
+    gaussian_blur: float = 0.0
+    blur_sigma: tuple[float, float] = (0.2, 1.2)  # in pixels of the network input
+    jpeg: float = 0.0
+    jpeg_quality: tuple[float, float] = (30.0, 95.0)
+    noise: float = 0.0
+    noise_std: float = 0.03  # of the [0, 1] range
+    erasing: float = 0.0
+    erasing_scale: tuple[float, float] = (0.02, 0.15)  # fraction of the image area
+
+    def __post_init__(self) -> None:
+        for name in ("flip", "color_jitter", "motion_blur", "grayscale", "affine", "gamma", "white_balance",
+                     "downscale", "gaussian_blur", "jpeg", "noise", "erasing"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{name} is a probability in [0, 1], got {value}")
+        for name in ("affine_scale", "gamma_range", "downscale_range", "blur_sigma", "jpeg_quality", "erasing_scale"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high:
+                raise ValueError(f"augment.{name} must be (low, high) with 0 < low <= high, got {[low, high]}")
+        if not 0.0 < self.downscale_range[1] <= 1.0 or self.jpeg_quality[1] > 100 or self.erasing_scale[1] >= 1.0:
+            raise ValueError("augment: downscale_range within (0, 1], jpeg_quality within (0, 100], "
+                             "erasing_scale below 1")
 
 
 @dataclass

@@ -1,0 +1,191 @@
+"""Controlled A/B comparisons of generator and training options at equal budget (issue 18).
+
+A *lever* (``configs/ab/<name>.yaml``) changes the `demo` dataset spec (``spec:``, any
+``DatasetSpec`` field: appearance, sampler, mixup ...) and/or the `cpu` training preset
+(``train:``, dotted keys such as ``augment.jpeg``). Every lever runs at the same budget as
+the appearance A/B (the demo's 300 x 20 images, 12 epochs, 276 steps) for each seed; seed k
+sets both the generator seed and the training seed, so two levers that leave the data alone
+train on the very same images. Each run is scored on LFW (10 folds, 6,000 pairs).
+
+Runs are resumable: a run folder's ``result.json`` is reused while its key (spec, training
+config and generator signature) matches, and levers with the same spec and seed share one
+generated dataset. ``reports/<name>.json`` holds one row per lever (``lever``, ``lfw_mean``,
+``lfw_std``, ``seeds``, ``command`` ...) and the key ``default``; ``reports/<name>.md`` is
+rendered from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from synface.config import ConfigError, from_dict, load_yaml, to_dict
+from synface.datasets.build import generator_config
+from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
+from synface.errors import DataNotFoundError
+from synface.experiments.appearance_ab import AB_OVERRIDES
+from synface.datasets.real import import_identity_folder
+from synface.experiments.demo import generate_train_evaluate, train_evaluate
+from synface.generate.generator import generator_signature
+from synface.paths import data_path
+from synface.train.config import load_train_config
+
+LEVER_DIR = Path(__file__).resolve().parents[3] / "configs" / "ab"
+
+
+@dataclass
+class Lever:
+    name: str
+    description: str = ""
+    spec: dict = field(default_factory=dict)  # DatasetSpec fields over the base spec
+    train: dict = field(default_factory=dict)  # dotted overrides of the cpu preset
+    # "synthetic": the base spec with ``spec`` applied; or a real identity-folder set under
+    # $SYNFACE_DATA (e.g. "celeba-299"), imported once: the same budget on real photos.
+    data: str = "synthetic"
+
+
+def lever_names() -> list[str]:
+    return sorted(p.stem for p in LEVER_DIR.glob("*.yaml"))
+
+
+def load_lever(name_or_path: str | Path) -> Lever:
+    """A lever by name (``configs/ab/NAME.yaml``) or YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = LEVER_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DataNotFoundError(f"unknown lever {str(name_or_path)!r}; known: {', '.join(lever_names())}")
+    lever = from_dict(Lever, load_yaml(path), str(path))
+    known = {f.name for f in fields(DatasetSpec)}
+    unknown = sorted(set(lever.spec) - known)
+    if unknown:
+        raise ConfigError(f"{path}: spec key(s) {', '.join(unknown)} are not dataset-spec fields")
+    return lever
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def plan_run(lever: Lever, seed: int, base_spec: str = "demo"):
+    """(spec, training config, generator signature, key) of one lever at one seed;
+    validates both up front. Real-data levers have no spec and sign with their folder."""
+    config = load_train_config("cpu", {**AB_OVERRIDES, **lever.train, "seed": seed})
+    if lever.data != "synthetic":
+        if lever.spec:
+            raise ConfigError(f"lever {lever.name}: a real-data lever ({lever.data}) takes no spec changes")
+        source = data_path(lever.data)
+        return None, config, f"real:{lever.data}", _digest(str(source), to_dict(config))
+    try:
+        spec = resolve_spec(replace(load_spec(base_spec), seed=seed, **lever.spec))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"lever {lever.name}: {exc}") from None
+    signature = generator_signature(generator_config(spec))
+    return spec, config, signature, _digest(to_dict(spec), to_dict(config), signature)
+
+
+def _run(lever: Lever, spec: DatasetSpec | None, config, data: Path, out: Path, workers: int) -> tuple[dict, str, int]:
+    """Train and score one run: (run record, dataset key, images)."""
+    if spec is None:
+        folder = data / f"real-{lever.data}"
+        if not (folder / "dataset.json").is_file():
+            import_identity_folder(data_path(lever.data), folder)
+        images = json.loads((folder / "dataset.json").read_text())["images"]
+        return train_evaluate(folder, config, out), folder.name, images
+    spec_key = _digest(to_dict(spec))
+    return generate_train_evaluate(spec, data / f"{spec.name}-{spec_key}", config, out, workers), spec_key, spec.num_images
+
+
+def run_ab(
+    levers: list[Lever],
+    seeds: tuple[int, ...] = (0, 1),
+    out: str | Path = "runs/ab",
+    data: str | Path = "data/ab",
+    report: str | Path = "reports/transfer",
+    default: str | None = None,
+    base_spec: str = "demo",
+    workers: int = 2,
+    command: str = "synface ab",
+) -> dict:
+    """Run (or reuse) every lever x seed and write ``report``.json / .md."""
+    out, data, report = Path(out), Path(data), Path(report)
+    planned = [(lever, seed, *plan_run(lever, seed, base_spec)) for lever in levers for seed in seeds]
+    runs: dict[str, list[dict]] = {}
+    for lever, seed, spec, config, signature, key in planned:
+        result_file = out / f"{lever.name}-seed{seed}" / "result.json"
+        row = json.loads(result_file.read_text()) if result_file.is_file() else None
+        if row is None or row.get("key") != key:
+            run, spec_key, images = _run(lever, spec, config, data, result_file.parent, workers)
+            generate_s = run["seconds"].get("generate_s", 0.0)
+            lfw = run["lfw"] or {}
+            row = {"lever": lever.name, "seed": seed, "key": key, "spec_key": spec_key, "generator": signature,
+                   "lfw_accuracy": lfw.get("accuracy_mean"), "lfw_auc": lfw.get("auc"),
+                   "synthetic_validation_accuracy": run["summary"]["val_accuracy"],
+                   "steps": run["summary"]["steps"], "images": images, "data": lever.data,
+                   # Only a run that rendered its data measured the generator's speed.
+                   "faces_per_s": round(images / generate_s, 1) if generate_s > 5 else None,
+                   "precision": run["summary"]["runtime"]["precision"], "seconds": run["seconds"]}
+            result_file.write_text(json.dumps(row, indent=2) + "\n")
+        runs.setdefault(lever.name, []).append(row)
+    summary = summarise(levers, runs, seeds, default, command, base_spec)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    report.with_suffix(".md").write_text(render_report(summary))
+    return summary
+
+
+def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, command, base_spec) -> dict:
+    speeds: dict[str, float] = {}
+    for rows in runs.values():
+        for r in rows:
+            if r.get("faces_per_s"):
+                speeds[r["spec_key"]] = max(speeds.get(r["spec_key"], 0.0), r["faces_per_s"])
+    table = []
+    for lever in levers:
+        rows = sorted(runs[lever.name], key=lambda r: r["seed"])
+        accs = [r["lfw_accuracy"] for r in rows if r["lfw_accuracy"] is not None]
+        table.append({
+            "lever": lever.name, "description": lever.description, "spec": lever.spec, "train": lever.train,
+            "lfw_mean": statistics.mean(accs) if accs else None,
+            "lfw_std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "lfw_per_seed": [r["lfw_accuracy"] for r in rows], "seeds": [r["seed"] for r in rows],
+            "data": lever.data, "faces_per_s": speeds.get(rows[0]["spec_key"]), "steps": rows[0]["steps"],
+            "images": rows[0]["images"],
+            "generator": rows[0]["generator"], "precision": sorted({r["precision"] for r in rows}),
+            "command": f"{command} {lever.name} --seeds {','.join(map(str, seeds))}",
+        })
+    return {"rows": table, "default": default, "base_spec": base_spec, "budget": AB_OVERRIDES, "seeds": list(seeds)}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def render_report(summary: dict) -> str:
+    rows = summary["rows"]
+    first = rows[0]
+    lines = [
+        "# Transfer A/B: which generator and training options make synthetic faces teach real ones?",
+        "",
+        f"Budget, equal for every row: dataset spec `{summary['base_spec']}` ({first['images']} images) with each "
+        f"lever's changes, the `cpu` preset with {json.dumps(summary['budget'])} ({first['steps']} steps), "
+        f"synthetic only; seeds {', '.join(map(str, summary['seeds']))} (generator and training). LFW: 10 folds, "
+        "6,000 pairs; ± is the spread over seeds, and a difference inside it is not a result.",
+        "",
+        "| lever | what it changes | LFW per seed (%) | LFW mean ± std (%) | faces/s | command |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        changes = ", ".join(f"{k}={v}" for k, v in {**r["spec"], **r["train"]}.items()) or "nothing (baseline)"
+        if r.get("data", "synthetic") != "synthetic":
+            changes = f"**real photos** ({r['data']}, {r['images']} images) instead of synthetic; " + changes
+        mark = " (default)" if r["lever"] == summary["default"] else ""
+        speed = "n/a" if r["faces_per_s"] is None else f"{r['faces_per_s']:.0f}"
+        lines.append(f"| **{r['lever']}**{mark} | {changes} | {', '.join(_pct(a) for a in r['lfw_per_seed'])} | "
+                     f"{_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} | {speed} | `{r['command']}` |")
+    generators = sorted({r["generator"] for r in rows})
+    lines += ["", "Generator: " + ", ".join(f"`{g}`" for g in generators) + ".", ""]
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+import synface.experiments.ab as ab
+from synface.config import ConfigError
+
+
+def test_levers_run_per_seed_share_data_resume_and_report(tmp_path, monkeypatch, data_root):
+    calls = []
+
+    def fake_run(spec, data, config, out, workers):
+        calls.append((spec.seed, config.seed, config.augment.jpeg, data.name))
+        out.mkdir(parents=True, exist_ok=True)
+        acc = 0.70 + 0.01 * spec.seed + (0.05 if config.augment.jpeg else 0.0)
+        return {"lfw": {"accuracy_mean": acc, "auc": 0.8},
+                "summary": {"val_accuracy": 0.9, "steps": 276, "runtime": {"precision": "fp32"}},
+                "seconds": {"generate_s": 20.0}}
+
+    monkeypatch.setattr(ab, "generate_train_evaluate", fake_run)
+    base = ab.load_lever("baseline")
+    jpeg = ab.Lever("jpeg", "compression", train={"augment.jpeg": 0.5})
+    kwargs = dict(seeds=(0, 1), out=tmp_path / "runs", data=tmp_path / "data", report=tmp_path / "transfer",
+                  default="baseline")
+    summary = ab.run_ab([base, jpeg], **kwargs)
+    assert [c[:3] for c in calls] == [(0, 0, 0.0), (1, 1, 0.0), (0, 0, 0.5), (1, 1, 0.5)]
+    assert calls[0][3] == calls[2][3] != calls[1][3]  # same spec and seed: one dataset
+    saved = json.loads((tmp_path / "transfer.json").read_text())
+    assert saved["default"] == "baseline" and [r["lever"] for r in saved["rows"]] == ["baseline", "jpeg"]
+    row = saved["rows"][1]
+    assert row["lfw_mean"] == pytest.approx(0.755) and row["lfw_std"] == pytest.approx(0.00707, abs=1e-4)
+    assert row["seeds"] == [0, 1] and row["faces_per_s"] == 300.0 and "synface ab jpeg" in row["command"]
+    report = (tmp_path / "transfer.md").read_text()
+    assert "| **baseline** (default) |" in report and "augment.jpeg=0.5" in report and "75.50 ± 0.71" in report
+    assert summary["rows"][0]["lfw_per_seed"] == pytest.approx([0.70, 0.71])
+    ab.run_ab([base, jpeg], **kwargs)
+    assert len(calls) == 4  # finished runs are reused
+    ab.run_ab([ab.Lever("jpeg", train={"augment.jpeg": 0.6})], **kwargs)
+    assert len(calls) == 6  # a changed lever is measured again
+
+
+def test_bad_levers_are_refused_before_any_run(tmp_path, data_root):
+    with pytest.raises(ConfigError, match="not dataset-spec fields"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("name: bad\nspec: {colour: red}\n")
+        ab.load_lever(bad)
+    with pytest.raises(ConfigError, match="augment.jpeg is a probability"):
+        ab.plan_run(ab.Lever("x", train={"augment.jpeg": 2.0}), 0)
+    with pytest.raises(Exception, match="unknown lever 'nope'"):
+        ab.load_lever("nope")
+    for name in ab.lever_names():
+        ab.plan_run(ab.load_lever(name), 0)  # every shipped lever is valid

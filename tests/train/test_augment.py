@@ -1,0 +1,64 @@
+"""Batch augmentation: every family does what it says, is off unless asked for, and is a
+function of (batch, seed) alone."""
+
+import pytest
+import torch
+
+from synface.config import ConfigError, from_dict
+from synface.train.augment import RandomDownscale, augment, build_augmentation
+from synface.train.config import AugmentConfig
+
+FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing")
+
+
+def faces(n: int = 8) -> torch.Tensor:
+    """Smooth images with edges (not white noise: blur and JPEG must have something to lose)."""
+    g = torch.Generator().manual_seed(0)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 56), torch.linspace(0, 1, 48), indexing="ij")
+    base = torch.stack([(x > 0.5).float(), y, 0.5 + 0.4 * torch.sin(12 * x)], 0)
+    return (0.8 * base[None] + 0.2 * torch.rand(n, 3, 56, 48, generator=g)).clamp(0, 1)
+
+
+def only(family: str, **extra) -> AugmentConfig:
+    return AugmentConfig(flip=0.0, **{family: 1.0}, **extra)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_changes_images_and_is_seeded(family):
+    module = build_augmentation(only(family))
+    x = faces()
+    a, b, c = augment(module, x.clone(), 7), augment(module, x.clone(), 7), augment(module, x.clone(), 8)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b), "same seed, same bytes"
+    assert not torch.equal(a, x), f"{family} at p=1 left the batch unchanged"
+    assert not torch.equal(a, c), "another seed draws other parameters"
+
+
+def test_resolution_loss_removes_detail():
+    x = faces()
+
+    def detail(t):  # energy of horizontal pixel differences
+        return float((t[..., 1:] - t[..., :-1]).pow(2).mean())
+
+    for family in ("downscale", "gaussian_blur"):
+        assert detail(augment(build_augmentation(only(family)), x.clone(), 0)) < 0.7 * detail(x)
+
+
+def test_downscale_at_full_scale_is_the_identity_and_respects_p():
+    x = faces(4)
+    torch.testing.assert_close(RandomDownscale((1.0, 1.0), p=1.0)(x), x)
+    assert torch.equal(RandomDownscale((0.3, 0.5), p=0.0)(x), x)
+
+
+def test_new_families_are_off_by_default():
+    default = AugmentConfig()
+    assert all(getattr(default, f) == 0.0 for f in FAMILIES)
+    assert len(build_augmentation(default)) == 1  # the flip alone
+    assert build_augmentation(AugmentConfig(flip=0.0)) is None
+
+
+def test_bad_augmentation_values_name_their_key():
+    with pytest.raises(ConfigError, match=r"augment\.jpeg is a probability"):
+        from_dict(AugmentConfig, {"jpeg": 1.5}, "augment")
+    with pytest.raises(ConfigError, match="downscale_range"):
+        from_dict(AugmentConfig, {"downscale_range": [0.9, 0.3]}, "augment")
