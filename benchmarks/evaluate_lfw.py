@@ -3,9 +3,9 @@
 ``auto`` picks, and embedding img/s of every precision x compile variant (issues 2 and 17).
 
 ``seconds`` is one whole LFW evaluation of a random-init MobileFaceNet at ``--size`` (load
-crops + embed 7,701 images x2 with flip + score 6,000 pairs) with the runtime ``auto`` picks
-(the default of ``synface evaluate``); goal <= 60 s on 2 CPU cores. Each variant (fp32 /
-bf16 x eager / torch.compile) then embeds the same ``--sample`` crops with flip; bf16 on a
+crops + compile + embed 7,701 images x2 with flip + score 6,000 pairs) with the runtime
+``auto`` picks (the default of ``synface evaluate``); goal <= 60 s on 2 CPU cores. Each
+variant (fp32 / bf16 x eager / torch.compile) then embeds the same ``--sample`` crops with flip; bf16 on a
 CPU without native bf16 is emulated and ~10x slower, so it embeds a quarter of them.
 ``full_pass_s_est`` adds the variant's warm-up (compilation) to a whole pass at its rate:
 what a user choosing it for one evaluation would wait. Keys: ``auto_choice``,
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from synface.datasets.pairs import load_benchmark
-from synface.evaluate.benchmark import evaluate_model
+from synface.evaluate.benchmark import EMBED_COMPILE_MIN_IMAGES, evaluate_model
 from synface.evaluate.embed import embed_crops
 from synface.faces.pipeline import aligned_crops
 from synface.models import get_backbone
@@ -61,9 +61,9 @@ def main() -> None:
     tune_cpu_allocator()
     device = resolve_device(args.device)
     size = tuple(int(v) for v in args.size.split("x"))
-    plan = plan_runtime(device, compile=False, long_run=False)
-    print(f"host: {describe_host(plan.host)}\nauto: {plan.summary()}", flush=True)
     bench = load_benchmark("lfw")
+    plan = plan_runtime(device, long_run=len(bench.images) >= EMBED_COMPILE_MIN_IMAGES)  # as evaluate_model plans
+    print(f"host: {describe_host(plan.host)}\nauto: {plan.summary()}", flush=True)
     warm = time.perf_counter()
     crops, _ = aligned_crops(bench.image_root, bench.images, size, bench.landmarks_file)
     warm = time.perf_counter() - warm
@@ -82,7 +82,7 @@ def main() -> None:
         row["full_pass_s_est"] = round(row["warmup_s"] + 2 * len(crops) / row["img_per_s"], 1)
         variants[name] = row
         print(name, json.dumps(row), flush=True)
-    auto_choice = f"{plan.precision}_eager"
+    auto_choice = f"{plan.precision}_{'compiled' if plan.compile else 'eager'}"
     best = min(variants, key=lambda k: variants[k]["full_pass_s_est"])
     fastest = max(variants, key=lambda k: variants[k]["img_per_s"])
     result = {

@@ -68,3 +68,18 @@ def test_tar_at_far_and_metrics_record():
     for key in ("pairs", "folds", "accuracy_mean", "accuracy_std", "auc", "tar_at_far_1e-3", "tar_at_far_1e-2"):
         assert key in record
     assert record["pairs"] == 1100 and record["folds"] == 10
+
+
+def test_compiled_embedding_matches_eager_and_pads_the_last_batch():
+    import torch
+
+    from synface.evaluate.embed import embed_crops
+    from synface.models import get_backbone
+
+    torch.manual_seed(0)
+    model = get_backbone("mobilefacenet", (56, 48))
+    crops = np.random.default_rng(0).integers(0, 256, (40, 56, 48, 3), dtype=np.uint8)
+    eager = embed_crops(model, crops, batch_size=16)
+    compiled = embed_crops(model, crops, batch_size=16, compile=True)  # batches 16, 16, 8 (+8 padding)
+    assert compiled.shape == eager.shape == (40, 512)
+    assert float((eager * compiled).sum(1).min()) > 0.9999
