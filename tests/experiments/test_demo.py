@@ -34,3 +34,20 @@ def test_a_demo_folder_from_an_older_generator_is_regenerated_and_retrained(tmp_
     assert stale_generator(data, spec) == "hair-shell-1 appearance=learned"
     replace_stale_run(spec, data, out)
     assert not data.exists() and not out.exists()
+
+
+def test_the_report_says_first_when_a_time_budget_cut_training_short():
+    from synface.experiments.demo import render_report
+
+    training = {"steps": 40, "planned_steps": 276, "preset_steps": 276, "epochs": 1.7, "train_img_per_s": 50.0,
+                "final_loss": 20.0, "stopped_by_time_budget": True, "fitted_to_budget": None, "device": "cpu"}
+    metrics = {"training": training, "dataset": {"spec": "demo", "identities": 300, "images": 6000, "mixup": "syn3"},
+               "seconds": {"generate_s": 1.0, "train_s": 2.0, "evaluate_s": 3.0}, "runtime": None,
+               "synthetic_validation_accuracy": 0.6, "lfw_accuracy": 0.6, "lfw_accuracy_std": 0.01,
+               "lfw_accuracy_random_init": 0.6, "lfw_auc": 0.6, "lfw_tar_at_far_1e-3": 0.01}
+    first_line = render_report(metrics).splitlines()[0]
+    assert "stopped by its time budget after 40 of 276 planned steps" in first_line
+    training.update(stopped_by_time_budget=False, steps=150, planned_steps=150,
+                    fitted_to_budget={"steps": 150, "planned_steps": 276, "budget_min": 6.0, "img_per_s": 90.0})
+    report = render_report(metrics)
+    assert report.startswith("# synface demo") and "150 of the preset's 276 steps fit the 6.0-minute" in report

@@ -125,3 +125,23 @@ def _copy(path, tmp_path):
     dst = tmp_path / "real-copy"
     shutil.copytree(path, dst)
     return dst
+
+
+def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_synthetic, tmp_path):
+    """2,000 epochs of 4 steps cannot fit 15 seconds: the run measures its step rate over its
+    first steps, plans fewer steps, compresses its lr schedule alike and finishes them."""
+    cfg = config(**{"optim.epochs": 2000, "optim.milestones": [1200, 1600], "time_budget_min": 0.25,
+                    "fit_to_budget": True})
+    trainer = Trainer(cfg, tiny_synthetic, tmp_path / "fit", progress=False)
+    assert trainer.total_steps == 8000
+    summary = trainer.run()
+    fit = summary["fitted_to_budget"]
+    assert fit["planned_steps"] == 8000 and summary["steps"] == fit["steps"] == summary["planned_steps"] < 8000
+    assert not summary["stopped_by_time_budget"] and summary["preset_steps"] == 8000
+    # the schedule keeps its shape: lr /10 at 60 % and 80 % of the fitted run
+    steps = fit["steps"]
+    assert trainer.lr_at(int(0.59 * steps)) == pytest.approx(0.05)
+    assert trainer.lr_at(int(0.61 * steps) + 1) == pytest.approx(0.005)
+    assert trainer.lr_at(steps - 1) == pytest.approx(0.0005)
+    resumed = Trainer(cfg, tiny_synthetic, tmp_path / "fit", progress=False)
+    assert resumed.run(resume=True)["steps"] == steps  # a fitted run resumes to its fitted length

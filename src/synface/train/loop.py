@@ -50,6 +50,7 @@ RESUMABLE_CHANGES = {"optim.epochs", "optim.milestones", "time_budget_min", "fit
 # Steps timed before a time-budgeted run sizes itself to the machine (after the first
 # step, which includes compilation and the loaders' start).
 FIT_AFTER_STEPS = 8
+FIT_AFTER_BUDGET_FRACTION = 0.05  # ... or after 3 once 5 % of the budget is gone (slow machines)
 
 
 def stream_seed(*parts: int) -> int:
@@ -378,7 +379,10 @@ class Trainer:
             self.step = step + 1
             if fit_from is None:
                 fit_from = (time.time(), self.step)
-            elif c.fit_to_budget and deadline is not None and self.fit is None and self.step - fit_from[1] == FIT_AFTER_STEPS:
+            elif c.fit_to_budget and deadline is not None and self.fit is None and (
+                    self.step - fit_from[1] >= FIT_AFTER_STEPS
+                    or (self.step - fit_from[1] >= 3
+                        and time.time() - fit_from[0] >= FIT_AFTER_BUDGET_FRACTION * (deadline - started))):
                 self._fit_to_budget(fit_from, deadline, validation is not None)
                 bar.total = self.total_steps
                 end = min(end, self.total_steps)
