@@ -33,6 +33,7 @@ def test_levers_run_per_seed_share_data_resume_and_report(tmp_path, monkeypatch,
     report = (tmp_path / "transfer.md").read_text()
     assert "| **baseline** (default) |" in report and "augment.jpeg=0.5" in report and "75.50 ± 0.71" in report
     assert summary["rows"][0]["lfw_per_seed"] == pytest.approx([0.70, 0.71])
+    assert not (tmp_path / "real_baseline.md").exists()  # no real-data lever in this A/B
     ab.run_ab([base, jpeg], **kwargs)
     assert len(calls) == 4  # finished runs are reused
     ab.run_ab([ab.Lever("jpeg", train={"augment.jpeg": 0.6})], **kwargs)
@@ -50,3 +51,26 @@ def test_bad_levers_are_refused_before_any_run(tmp_path, data_root):
         ab.load_lever("nope")
     for name in ab.lever_names():
         ab.plan_run(ab.load_lever(name), 0)  # every shipped lever is valid
+
+
+def test_a_real_data_lever_trains_on_imported_photos_and_reports_the_gap(tmp_path, monkeypatch, data_root):
+    imported, trained = [], []
+    monkeypatch.setattr(ab, "import_identity_folder", lambda src, out: (
+        imported.append(src.name), out.mkdir(parents=True), (out / "dataset.json").write_text('{"images": 5555}')))
+
+    def fake_train(data, config, out):
+        trained.append(data.name)
+        out.mkdir(parents=True, exist_ok=True)
+        return {"lfw": {"accuracy_mean": 0.84 + 0.01 * config.seed}, "seconds": {},
+                "summary": {"val_accuracy": 0.86, "steps": 252, "runtime": {"precision": "fp32"}}}
+
+    monkeypatch.setattr(ab, "train_evaluate", fake_train)
+    monkeypatch.setattr(ab, "generate_train_evaluate", lambda spec, data, config, out, workers: (
+        out.mkdir(parents=True, exist_ok=True), fake_train(data, config, out))[1] | {"lfw": {"accuracy_mean": 0.77}})
+    summary = ab.run_ab([ab.load_lever("baseline"), ab.load_lever("real_celeba")], seeds=(0, 1),
+                        out=tmp_path / "runs", data=tmp_path / "data", report=tmp_path / "transfer")
+    assert imported == ["celeba-299"] and trained.count("real-celeba-299") == 2
+    real = summary["rows"][1]
+    assert real["data"] == "celeba-299" and real["images"] == 5555 and real["steps"] == 252
+    text = (tmp_path / "real_baseline.md").read_text()
+    assert "real: celeba-299" in text and "84.50 ± 0.71" in text and "Gap" in text and "+7.50 points" in text

@@ -127,16 +127,32 @@ def _copy(path, tmp_path):
     return dst
 
 
-def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_synthetic, tmp_path):
-    """2,000 epochs of 4 steps cannot fit 15 seconds: the run measures its step rate over its
-    first steps, plans fewer steps, compresses its lr schedule alike and finishes them."""
-    cfg = config(**{"optim.epochs": 2000, "optim.milestones": [1200, 1600], "time_budget_min": 0.25,
+def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_synthetic, tmp_path, monkeypatch):
+    """2,000 epochs of 4 steps at 1 s a step (a fake clock: the test must not depend on this
+    machine's speed) cannot fit 30 seconds: the run measures its step rate over its first
+    steps, plans fewer steps, compresses its lr schedule alike and finishes them."""
+    import time
+    import types
+
+    import synface.train.loop as loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: clock[0], perf_counter=time.perf_counter))
+    real_step = loop.Trainer._train_step
+
+    def one_second_step(self, *args):
+        clock[0] += 1.0
+        return real_step(self, *args)
+
+    monkeypatch.setattr(loop.Trainer, "_train_step", one_second_step)
+    cfg = config(**{"optim.epochs": 2000, "optim.milestones": [1200, 1600], "time_budget_min": 0.5,
                     "fit_to_budget": True})
     trainer = Trainer(cfg, tiny_synthetic, tmp_path / "fit", progress=False)
     assert trainer.total_steps == 8000
     summary = trainer.run()
     fit = summary["fitted_to_budget"]
-    assert fit["planned_steps"] == 8000 and summary["steps"] == fit["steps"] == summary["planned_steps"] < 8000
+    assert fit["planned_steps"] == 8000 and fit["seconds_per_step"] == 1.0
+    assert summary["steps"] == fit["steps"] == summary["planned_steps"] == 9 + int(0.95 * 21)
     assert not summary["stopped_by_time_budget"] and summary["preset_steps"] == 8000
     # the schedule keeps its shape: lr /10 at 60 % and 80 % of the fitted run
     steps = fit["steps"]

@@ -43,6 +43,24 @@ def mean_over_ranks(value: float, info: DistInfo, device: torch.device) -> float
     return float(t.item()) / info.world
 
 
+def min_over_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The smallest ``value`` of all processes (so that every rank takes the same decision)."""
+    if info.world <= 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return float(t.item())
+
+
+def any_over_ranks(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when it is true on any (a time budget that ran out on one)."""
+    if info.world <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def shutdown(info: DistInfo) -> None:
     if info.world > 1 and dist.is_initialized():
         dist.destroy_process_group()

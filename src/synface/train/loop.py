@@ -38,7 +38,7 @@ from synface.models.heads import MarginHead, soft_margin_loss
 from synface.runtime import RuntimePlan, plan_runtime, resolve_device, time_steps
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
-from synface.train.distributed import barrier, init_distributed, mean_over_ranks, shutdown
+from synface.train.distributed import any_over_ranks, barrier, init_distributed, mean_over_ranks, min_over_ranks, shutdown
 from synface.evaluate.embed import fit_input
 from synface.train.validation import build_validation_set, validate
 
@@ -201,8 +201,10 @@ class Trainer:
         """Resolve precision / compile / layout / threads for this machine (synface.runtime).
         Compiling repays itself only over a long run: ~30-90 s once, against 1-2 s a step."""
         c = self.config
+        # Timings differ between processes, so under torchrun no probe may decide (fp32 then).
+        probe = self._time_precision if self.dist.world == 1 else None
         return plan_runtime(self.device, c.amp, c.compile, c.channels_last, c.threads, c.compile_mode,
-                            long_run=self.total_steps >= 100, probe=self._time_precision)
+                            long_run=self.total_steps >= 100, probe=probe)
 
     def _time_precision(self, precision: str) -> float:
         """Seconds per forward + backward of a copy of the model on a random batch (the
@@ -381,7 +383,8 @@ class Trainer:
                 fit_from = (time.time(), self.step)
             elif c.fit_to_budget and deadline is not None and self.fit is None and (
                     self.step - fit_from[1] >= FIT_AFTER_STEPS
-                    or (self.step - fit_from[1] >= 3
+                    # a clock-based trigger would fire at different steps on different ranks
+                    or (self.dist.world == 1 and self.step - fit_from[1] >= 3
                         and time.time() - fit_from[0] >= FIT_AFTER_BUDGET_FRACTION * (deadline - started))):
                 self._fit_to_budget(fit_from, deadline, validation is not None)
                 bar.total = self.total_steps
@@ -397,7 +400,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['img_per_s']:.0f}")
                 window_start, window_images = time.perf_counter(), 0
             epoch_done = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
-            out_of_time = deadline is not None and time.time() > deadline
+            out_of_time = deadline is not None and any_over_ranks(time.time() > deadline, self.dist, self.device)
             last = self.step == self.total_steps
             if epoch_done and validation is not None and (
                     last or (self.step // self.steps_per_epoch) % c.validation.every_epochs == 0):
@@ -460,7 +463,7 @@ class Trainer:
         # Validation and the per-epoch checkpoint cost a few steps' time each; keep 5 % spare.
         reserve = 0.05 * (deadline - time.time()) + (3 * per_step if validating else 0.0)
         affordable = self.step + int(max(deadline - time.time() - reserve, 0.0) / per_step)
-        fitted = max(self.step, min(self.total_steps, affordable))
+        fitted = int(min_over_ranks(max(self.step, min(self.total_steps, affordable)), self.dist, self.device))
         self.fit = {"planned_steps": self.planned_steps, "steps": fitted, "seconds_per_step": round(per_step, 3),
                     "img_per_s": round(self.config.batch_size / per_step, 1),
                     "budget_min": self.config.time_budget_min}
