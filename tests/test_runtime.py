@@ -49,7 +49,9 @@ def test_explicit_values_win_over_auto(avx2_cpu):
     assert plan.reasons["precision"].startswith("set explicitly") and "slow" in plan.reasons["precision"]
     assert torch.get_num_threads() == 1
     assert plan_runtime("cpu", precision=False).precision == "fp32"
+    assert plan_runtime("cpu").threads == 1  # auto keeps torch's setting (never raises it)
     torch.set_num_threads(runtime.usable_cores())
+    assert plan_runtime("cpu").threads == runtime.usable_cores()
 
 
 def test_ambiguous_cpus_are_timed(monkeypatch):

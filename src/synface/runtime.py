@@ -252,14 +252,17 @@ def plan_runtime(
     """Resolve every ``auto`` for this machine and apply the thread count.
 
     ``long_run``: the work is long enough to repay torch.compile (a training run of >= 100
-    steps, an evaluation of thousands of images). ``probe(precision) -> seconds per step`` times a few warm-up steps; it
-    is called only where capability checks cannot decide.
+    steps, an evaluation of thousands of images). ``probe(precision) -> seconds per step``
+    times a few warm-up steps; it is called only where capability checks cannot decide.
     """
     device = resolve_device(device) if isinstance(device, str) else device
     reasons: dict[str, str] = {}
     if threads == AUTO:
-        count = max(1, usable_cores()) if device.type == "cpu" else torch.get_num_threads()
-        reasons["threads"] = f"{usable_cores()} usable cores" if device.type == "cpu" else "torch default (GPU run)"
+        # torch's default (physical cores, or OMP_NUM_THREADS as torchrun sets it), never
+        # more than the cores this process may run on (taskset, cgroups).
+        count = max(1, min(torch.get_num_threads(), usable_cores()))
+        source = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}" if "OMP_NUM_THREADS" in os.environ else "torch default"
+        reasons["threads"] = f"{source}, {usable_cores()} usable cores"
     else:
         count = int(threads)
         if count < 1:

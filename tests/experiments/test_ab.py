@@ -56,7 +56,7 @@ def test_bad_levers_are_refused_before_any_run(tmp_path, data_root):
 def test_a_real_data_lever_trains_on_imported_photos_and_reports_the_gap(tmp_path, monkeypatch, data_root):
     imported, trained = [], []
     monkeypatch.setattr(ab, "import_identity_folder", lambda src, out: (
-        imported.append(src.name), out.mkdir(parents=True), (out / "dataset.json").write_text('{"images": 5555}')))
+        imported.append(src.name), out.mkdir(parents=True), (out / "dataset.json").write_text('{"num_images": 5555}')))
 
     def fake_train(data, config, out):
         trained.append(data.name)

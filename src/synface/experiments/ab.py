@@ -93,7 +93,7 @@ def _run(lever: Lever, spec: DatasetSpec | None, config, data: Path, out: Path, 
         folder = data / f"real-{lever.data}"
         if not (folder / "dataset.json").is_file():
             import_identity_folder(data_path(lever.data), folder)
-        images = json.loads((folder / "dataset.json").read_text())["images"]
+        images = json.loads((folder / "dataset.json").read_text())["num_images"]
         return train_evaluate(folder, config, out), folder.name, images
     spec_key = _digest(to_dict(spec))
     return generate_train_evaluate(spec, data / f"{spec.name}-{spec_key}", config, out, workers), spec_key, spec.num_images
