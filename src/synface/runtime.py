@@ -160,7 +160,7 @@ class RuntimePlan:
 
     @property
     def autocast_dtype(self) -> torch.dtype:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+        return precision_dtype(self.precision)
 
     def autocast(self):
         device_type = torch.device(self.device).type
@@ -173,6 +173,14 @@ class RuntimePlan:
         mode = f"compiled ({self.compile_mode})" if self.compile else "eager"
         layout = "channels-last" if self.channels_last else "NCHW"
         return f"{self.precision}, {mode}, {layout}, {self.threads} threads on {describe_host(self.host)}"
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name ("fp32", "bf16", "fp16"): the one mapping."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise ValueError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    return dtypes[precision]
 
 
 def parse_precision(value: bool | str | None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from synface.runtime import precision_dtype
+
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy with each BatchNorm folded into the convolution before it.
@@ -29,7 +31,4 @@ def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype 
         return None
     if amp is True:
         return torch.float16 if device.type == "cuda" else torch.bfloat16
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"unknown precision {amp!r}; use fp32, bf16 or fp16")
-    return dtypes[amp]
+    return precision_dtype(amp)

@@ -35,7 +35,7 @@ from synface.generate.mixup import phi_grid
 from synface.models.backbones import get_backbone
 from synface.models.checkpoint import backbone_spec
 from synface.models.heads import MarginHead, soft_margin_loss
-from synface.runtime import RuntimePlan, plan_runtime, resolve_device, time_steps
+from synface.runtime import RuntimePlan, plan_runtime, precision_dtype, resolve_device, time_steps
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
 from synface.train.distributed import any_over_ranks, barrier, init_distributed, mean_over_ranks, min_over_ranks, shutdown
@@ -220,10 +220,8 @@ class Trainer:
             batch = min(c.batch_size, 64)
             x = torch.randn(batch, 3, *self.input_size, device=self.device).contiguous(memory_format=torch.channels_last)
             labels = torch.randint(0, head.num_classes, (batch,), device=self.device)
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-
             def step() -> None:
-                with torch.autocast(self.device.type, dtype=dtype, enabled=precision != "fp32"):
+                with torch.autocast(self.device.type, dtype=precision_dtype(precision), enabled=precision != "fp32"):
                     loss = nn.functional.cross_entropy(head(backbone(x), labels), labels)
                 loss.backward()
 
