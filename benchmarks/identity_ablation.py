@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import write_result
-from identity_separability import pair_figures
+from synface.evaluate.dlib_judge import pair_figures
 from synface.evaluate.dlib_judge import DlibJudge
 from synface.facemodel.appearance import HAIR_BANDS
 from synface.facemodel.hair import HAIR_GEOMETRY

@@ -28,36 +28,12 @@ from tqdm.auto import tqdm
 
 from common import write_result
 from synface.datasets.pairs import load_benchmark
-from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
-from synface.evaluate.verification import identity_pairs, kfold_accuracy
+from synface.evaluate.dlib_judge import DlibJudge, distance_figures, pair_figures
+from synface.evaluate.verification import kfold_accuracy
 from synface.faces.mtcnn import MTCNN
 from synface.facemodel.learned import APPEARANCE_MODES
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
 from synface.imageio import read_rgb
-
-
-def pair_figures(desc: np.ndarray, labels: np.ndarray, rng: np.random.Generator, max_pairs: int = 20000) -> dict:
-    same_count = sum(int(c) * (int(c) - 1) // 2 for c in np.unique(labels, return_counts=True)[1])
-    same, diff = identity_pairs(labels, rng, different=min(max_pairs, 10 * same_count))
-    return distance_figures(desc, same, diff, rng)
-
-
-def distance_figures(desc: np.ndarray, same: np.ndarray, diff: np.ndarray, rng: np.random.Generator) -> dict:
-    d_same = np.linalg.norm(desc[same[:, 0]] - desc[same[:, 1]], axis=1)
-    d_diff = np.linalg.norm(desc[diff[:, 0]] - desc[diff[:, 1]], axis=1)
-    k = min(len(d_same), len(d_diff))
-    scores = -np.concatenate([d_same[:k], rng.permutation(d_diff)[:k]])
-    is_same = np.concatenate([np.ones(k, bool), np.zeros(k, bool)])
-    folds = rng.permutation(2 * k) % 10
-    return {
-        "intra": float(d_same.mean()),
-        "inter": float(d_diff.mean()),
-        "far_at_0.6": float((d_diff < DLIB_THRESHOLD).mean()),
-        "frr_at_0.6": float((d_same >= DLIB_THRESHOLD).mean()),
-        "verification_accuracy": kfold_accuracy(scores, is_same, folds).mean,
-        "same_pairs": int(len(d_same)),
-        "different_pairs": int(len(d_diff)),
-    }
 
 
 def mtcnn_found(detector: MTCNN, faces: np.ndarray) -> list[bool]:

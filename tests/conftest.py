@@ -46,6 +46,18 @@ def _small_appearance_basis(_isolated_env):
                              max_identities=6, progress=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _small_photo_scenes(_isolated_env):
+    """Photo scenes (pose and light per photo) of 4 celeba-299 identities in the private cache,
+    for generators that draw photo light (the full fit takes about a minute)."""
+    root = _data_root()
+    if root is None or not (root / "celeba-299").is_dir():
+        return
+    from synface.facemodel.scenes import build_photo_scenes, default_scenes_path
+
+    build_photo_scenes(root / "celeba-299", default_scenes_path(), progress=False, max_identities=4)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()

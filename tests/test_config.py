@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from synface.config import ConfigError, dump_yaml, from_dict, load_yaml
+from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_dict, load_yaml, to_dict
 
 
 @dataclass
@@ -45,3 +45,16 @@ def test_malformed_yaml_names_the_file(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_yaml(path)
+
+
+@dataclass
+class Versioned:
+    name: str = "x"
+    added: str = field(default="off", metadata=ADDED_OPTION)
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_key_dict_leaves_added_options_out_only_at_their_default():
+    assert key_dict(Versioned()) == {"name": "x", "inner": {"rate": 1.0, "names": ["a"]}}
+    assert key_dict(Versioned(added="on"))["added"] == "on"
+    assert to_dict(Versioned())["added"] == "off"  # the plain dump still shows every field

@@ -66,6 +66,37 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+# Field metadata of options added after runs were keyed on their dataclass: while such a field
+# holds its default, ``key_dict`` leaves it out, so adding an option keeps every finished run's
+# key (and its cached result) valid. Use as ``field(default=..., metadata=ADDED_OPTION)``.
+ADDED_OPTION = {"key_omits_default": True}
+
+
+def key_dict(obj: Any) -> Any:
+    """``to_dict`` for hashing into run keys: ADDED_OPTION fields at their default are left out."""
+    if dataclasses.is_dataclass(obj):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("key_omits_default") and value == _default_of(f):
+                continue
+            out[f.name] = key_dict(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [key_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: key_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 

@@ -75,3 +75,23 @@ def test_a_real_data_lever_trains_on_imported_photos_and_reports_the_gap(tmp_pat
     assert real["data"] == "celeba-299" and real["images"] == 5555 and real["steps"] == 252
     text = (tmp_path / "real_baseline.md").read_text()
     assert "real: celeba-299" in text and "84.50 ± 0.71" in text and "+7.50 points" in text  # vs the best synthetic row (77 %)
+
+
+def test_a_lever_changes_nested_sampler_keys_and_keeps_the_rest(data_root):
+    spec, _, _, key = ab.plan_run(ab.Lever("pose", spec={"sampler": {"yaw_std_deg": 12.0}}), 0)
+    assert spec.sampler.yaw_std_deg == 12.0 and spec.sampler.pitch_std_deg == 9.0
+    assert key != ab.plan_run(ab.load_lever("baseline"), 0)[3]
+    with pytest.raises(ConfigError, match="spec.sampler: unknown key"):
+        ab.plan_run(ab.Lever("bad", spec={"sampler": {"yaw": 1.0}}), 0)
+
+
+def test_report_names_the_default_and_reads_dlib_figures():
+    rows = [
+        {"lever": "baseline", "data": "synthetic", "lfw_mean": 0.77, "lfw_std": 0.01},
+        {"lever": "better", "data": "synthetic", "lfw_mean": 0.80, "lfw_std": 0.01},
+        {"lever": "same", "data": "synthetic", "lfw_mean": 0.775, "lfw_std": 0.01},
+    ]
+    text = ab.default_decision({"rows": rows, "default": "baseline"})
+    assert "equal **baseline**" in text and "better (+3.00)" in text and "Inside the spread (not a result): same" in text
+    assert ab._dlib({"inter": 0.7, "intra": 0.4, "far_at_0.6": 0.15}) == "0.700 / 0.400 / 15.0 %"
+    assert ab._dlib(None) == "n/a"

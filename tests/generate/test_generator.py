@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from synface.facemodel.appearance import texel_surface
-from synface.facemodel.latents import SamplerConfig
+from synface.errors import SynfaceError
+from synface.facemodel.latents import MIRROR_SIGN, SamplerConfig
 from synface.faces.templates import template
-from synface.generate.generator import FaceGenerator, GeneratorConfig
+from synface.generate.generator import FaceGenerator, GeneratorConfig, generator_signature
 from synface.generate.mixup import mix_identities, phi_grid
 
 
@@ -174,3 +175,49 @@ def test_identity_coefficients_are_cached_but_handed_out_as_copies(generator):
     generator._identities.clear()
     recomputed = generator.identity(7)
     assert np.array_equal(recomputed[0], again[0]) and np.array_equal(recomputed[1], again[1])
+
+
+def test_natural_backgrounds_change_only_the_background_and_are_deterministic(generator, data_root):
+    natural = FaceGenerator(GeneratorConfig(size=(112, 96), background="natural"))
+    lat = generator.latents(list(range(6)), [0] * 6)
+    keys = np.arange(6)
+    plain, ours, again = generator.render(lat, keys), natural.render(lat, keys), natural.render(lat, keys)
+    assert np.array_equal(ours, again)
+    geo = generator.geometry(lat)
+    rgba = generator.renderer.render(
+        geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(),
+        generator.appearance.texture_bytes(torch.from_numpy(lat.appearance)),
+        (lat.illumination * generator.exposure_gain(generator.appearance.skin_tone(torch.from_numpy(lat.appearance)),
+                                                    lat.illumination)[:, None, None]).astype(np.float32),
+        generator.appearance.specular(lat.appearance), keys)
+    covered, empty = rgba[..., 3] == 255, rgba[..., 3] == 0
+    assert np.array_equal(plain[covered], ours[covered])  # the face is untouched
+    assert np.abs(plain[empty].astype(int) - ours[empty]).mean() > 10  # the background is not
+    # natural-image statistics: low saturation, structure at every scale (not flat colour)
+    bg = ours[empty].astype(float)
+    saturation = (bg.max(1) - bg.min(1)) / np.maximum(bg.max(1), 1)
+    assert np.median(saturation) < np.median((plain[empty].max(1) - plain[empty].min(1)) / np.maximum(plain[empty].max(1), 1))
+    corner = ours[:, :20, :20].astype(float).mean(-1)
+    assert np.median(corner.std(axis=(1, 2))) > 1.0
+    assert "background=natural" in generator_signature(natural.config)
+    assert "background" not in generator_signature(generator.config)
+    with pytest.raises(SynfaceError, match="unknown background style 'neon'"):
+        FaceGenerator(GeneratorConfig(size=(112, 96), background="neon")).renderer
+
+
+def test_photo_light_draws_lights_fitted_to_real_photos(data_root):
+    from synface.facemodel.scenes import load_photo_lights
+
+    config = GeneratorConfig(size=(112, 96), sampler=SamplerConfig(illumination_prior="photos"))
+    gen = FaceGenerator(config)
+    lights = load_photo_lights()
+    lat = gen.latents(list(range(8)), [0] * 8)
+    mirrored = lights * MIRROR_SIGN[None, :, None]
+    for light in lat.illumination:
+        assert np.isclose(lights, light, atol=1e-6).all(axis=(1, 2)).any() or \
+            np.isclose(mirrored, light, atol=1e-6).all(axis=(1, 2)).any()
+    again = FaceGenerator(config).latents(list(range(8)), [0] * 8)
+    assert np.array_equal(lat.illumination, again.illumination)
+    assert "light=photos:" in generator_signature(config)
+    image = gen.render(lat)
+    assert image.shape == (8, 112, 96, 3) and image.mean() > 40

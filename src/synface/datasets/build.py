@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from synface.config import dump_yaml, from_dict
+from synface.config import from_dict
 from synface.datasets.spec import DatasetSpec, ImagePlan, plan_images
 from synface.datasets.storage import (
     load_shard_meta,
@@ -65,7 +65,8 @@ def make_generator(spec: DatasetSpec) -> FaceGenerator:
 
 
 def generator_config(spec: DatasetSpec) -> GeneratorConfig:
-    return GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler, appearance=spec.appearance)
+    return GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler, appearance=spec.appearance,
+                           background=spec.background)
 
 
 def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +115,7 @@ def recorded_generator(root: Path) -> str:
 def stale_generator(root: Path, spec: DatasetSpec) -> str | None:
     """The generator that rendered ``root`` when it holds ``spec`` rendered by another one
     (an older version of this code, another basis), else None."""
-    if not (root / "spec.yaml").is_file() or (root / "spec.yaml").read_text() != dump_yaml(spec):
+    if not (root / "spec.yaml").is_file() or (root / "spec.yaml").read_text() != spec.to_yaml():
         return None
     made_by = recorded_generator(root)
     return None if made_by == generator_signature(generator_config(spec)) else made_by
@@ -125,7 +126,7 @@ def prepare_output(root: Path, spec: DatasetSpec) -> None:
     root.mkdir(parents=True, exist_ok=True)
     signature = generator_signature(generator_config(spec))
     spec_file = root / "spec.yaml"
-    text = dump_yaml(spec)
+    text = spec.to_yaml()
     if spec_file.is_file():
         if spec_file.read_text() != text:
             raise SynfaceError(

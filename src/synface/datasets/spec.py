@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from synface.config import ConfigError, from_dict, load_yaml
+from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import APPEARANCE_MODES, DEFAULT_APPEARANCE
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
+from synface.render.background import BACKGROUND_STYLES
 from synface.seeding import namespace_id, sample_rng
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "datasets"
@@ -49,6 +50,7 @@ class DatasetSpec:
     mixup: str | list[float] = "none"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
+    background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural
     seed: int = 0
     namespace: str = "train"
     size: str = "112x96"
@@ -69,9 +71,16 @@ class DatasetSpec:
         namespace_id(self.namespace)
         if self.appearance not in APPEARANCE_MODES:
             raise ValueError(f"unknown appearance {self.appearance!r}; choose from {', '.join(APPEARANCE_MODES)}")
+        if self.background not in BACKGROUND_STYLES:
+            raise ValueError(f"unknown background {self.background!r}; choose from {', '.join(BACKGROUND_STYLES)}")
         grid = phi_grid(self.mixup)
         if np.any((grid < 0) | (grid > 1)):
             raise ValueError(f"mixup ratios must lie in [0, 1], got {list(grid)}")
+
+    def to_yaml(self) -> str:
+        """The spec as a dataset folder records it (spec.yaml); options added later are
+        written only when set, so folders made before them still match."""
+        return dump_yaml(key_dict(self))
 
     @property
     def group_list(self) -> list[Group]:

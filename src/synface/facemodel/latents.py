@@ -7,13 +7,18 @@ other: camera distance (cm) and background parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from collections.abc import Callable
+from synface.config import ADDED_OPTION
 
 ATTRIBUTES = ("expression", "pose", "illumination")
+# Where varied illumination comes from: "studio", an ambient plus one directional light of
+# random colour temperature (sample_illumination); "photos", the light fitted to a random
+# real training photo, mirrored half the time (facemodel/scenes.py).
+ILLUMINATION_PRIORS = ("studio", "photos")
 NUM_SH = 9
 NUM_BACKGROUND = 8
 # Real SH basis constants for bands 0..2 (the shader evaluates the same polynomials).
@@ -68,8 +73,12 @@ class SamplerConfig:
     expression_rate: float = 2.0  # mean number of active blendshape groups
     camera_distance_cm: tuple[float, float] = (45.0, 130.0)
     other: dict = field(default_factory=dict)
+    illumination_prior: str = field(default="studio", metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
+        if self.illumination_prior not in ILLUMINATION_PRIORS:
+            raise ValueError(f"unknown illumination_prior {self.illumination_prior!r}; "
+                             f"choose from {', '.join(ILLUMINATION_PRIORS)}")
         unknown = set(self.vary) - set(ATTRIBUTES)
         if unknown:
             raise ValueError(f"unknown attributes in vary: {sorted(unknown)}; choose from {ATTRIBUTES}")
@@ -199,17 +208,45 @@ def sample_illumination(rng: np.random.Generator) -> np.ndarray:
     return lighting_sh(ambient, direction, directional)
 
 
+# SH coefficients that change sign when a scene is mirrored left-right (x -> -x): x, xy, xz.
+MIRROR_SIGN = np.array([1, 1, 1, -1, -1, 1, 1, -1, 1], np.float32)
+
+
+def mirror_light(light: np.ndarray) -> np.ndarray:
+    """SH light (9, 3) of the left-right mirrored scene."""
+    return (np.asarray(light, np.float32) * MIRROR_SIGN[:, None]).astype(np.float32)
+
+
+def sample_photo_illumination(rng: np.random.Generator, lights: np.ndarray) -> np.ndarray:
+    """One of the lights fitted to real photos (N, 9, 3), mirrored half the time."""
+    light = np.asarray(lights[rng.integers(len(lights))], np.float32)
+    return mirror_light(light) if rng.random() < 0.5 else light.copy()
+
+
 def sample_attributes(
-    rng: np.random.Generator, expression_names: list[str], config: SamplerConfig
+    rng: np.random.Generator, expression_names: list[str], config: SamplerConfig,
+    photo_lights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Expression, pose, illumination (canonical where not varied) and the other factors."""
+    """Expression, pose, illumination (canonical where not varied) and the other factors.
+    ``photo_lights`` (N, 9, 3) are required by ``illumination_prior="photos"``."""
     n_exp = len(expression_names)
+    # The draws' order (expression, pose, illumination, camera, background) fixes every
+    # dataset's images: keep it.
+    expression = (sample_expression(rng, expression_names, config.expression_rate)
+                  if "expression" in config.vary else np.zeros(n_exp, np.float32))
+    pose = sample_pose(rng, config) if "pose" in config.vary else np.zeros(3, np.float32)
+    if "illumination" not in config.vary:
+        illumination = canonical_illumination()
+    elif config.illumination_prior == "photos":
+        if photo_lights is None:
+            raise ValueError("illumination_prior='photos' needs the photo lights (facemodel/scenes.py)")
+        illumination = sample_photo_illumination(rng, photo_lights)
+    else:
+        illumination = sample_illumination(rng)
     return {
-        "expression": sample_expression(rng, expression_names, config.expression_rate)
-        if "expression" in config.vary
-        else np.zeros(n_exp, np.float32),
-        "pose": sample_pose(rng, config) if "pose" in config.vary else np.zeros(3, np.float32),
-        "illumination": sample_illumination(rng) if "illumination" in config.vary else canonical_illumination(),
+        "expression": expression,
+        "pose": pose,
+        "illumination": illumination,
         "camera_distance": np.float32(rng.uniform(*config.camera_distance_cm)),
         "background": rng.random(NUM_BACKGROUND).astype(np.float32),
     }

@@ -116,6 +116,23 @@ class Unwrapper:
         """image (h, w, 3) float in [0, 1]; pixels (V, 2) vertex positions in its pixels (centre
         of pixel (0, 0) at (0, 0), y down); depth (V,) larger = farther; rotation (3, 3) model
         to camera. Returns (sum of weight x albedo (T, 3), summed weight (T,))."""
+        where, colours, normals, facing = self.visible_texels(image, pixels, depth, rotation)
+        albedo = colours / self.relative_shading(colours, normals, self.map.skin[where])[:, None]
+        sums = np.zeros((len(self.map.texels), 3))
+        weights = np.zeros(len(self.map.texels))
+        np.add.at(sums, where, albedo * facing[:, None])
+        np.add.at(weights, where, facing)
+        return sums, weights
+
+    def fit_light(self, image: np.ndarray, pixels: np.ndarray, depth: np.ndarray, rotation: np.ndarray) -> np.ndarray | None:
+        """The SH light (9, 3) of the photo, fitted to its visible skin as ``unwrap`` unshades
+        it; None when too little skin shows."""
+        where, colours, normals, _ = self.visible_texels(image, pixels, depth, rotation)
+        return skin_light(colours, normals, self.map.skin[where])
+
+    def visible_texels(self, image: np.ndarray, pixels: np.ndarray, depth: np.ndarray, rotation: np.ndarray):
+        """(texel positions, colours (N, 3), camera-space normals (N, 3), facing (N,)) of the
+        learned texels the photo shows squarely enough (arguments as ``unwrap``)."""
         h, w = image.shape[:2]
         ch, cw = self.canvas
         if h > ch or w > cw:
@@ -139,24 +156,26 @@ class Unwrapper:
         normals = self.map.normals[where] @ rotation.T  # camera space, +z toward the camera
         facing = normals[:, 2]
         keep = facing > MIN_FACING
-        where, colours, normals, facing = where[keep], colours[keep], normals[keep], facing[keep]
-        albedo = colours / self.relative_shading(colours, normals, self.map.skin[where])[:, None]
-        sums = np.zeros((len(self.map.texels), 3))
-        weights = np.zeros(len(self.map.texels))
-        np.add.at(sums, where, albedo * facing[:, None])
-        np.add.at(weights, where, facing)
-        return sums, weights
+        return where[keep], colours[keep], normals[keep], facing[keep]
 
     def relative_shading(self, colours: np.ndarray, normals: np.ndarray, skin: np.ndarray) -> np.ndarray:
         """Per pixel, the fitted light's luminance on its surface relative to a face-on surface,
         times the canonical face-on irradiance (so canonical light reproduces the photo)."""
-        prior = canonical_illumination().astype(np.float64)
-        if skin.sum() < 30:
+        light = skin_light(colours, normals, skin)
+        if light is None:
             return np.full(len(colours), self.canonical_face_on)
-        light = fit_sh_lighting(colours[skin], normals[skin], ASSUMED_SKIN, prior).astype(np.float64)
         shading = luminance(sh_basis(normals) @ light)
         face_on = luminance(sh_basis(np.array([0.0, 0.0, 1.0])) @ light)
         return np.clip(shading / max(face_on, 1e-3), 0.35, 2.5) * self.canonical_face_on
+
+
+def skin_light(colours: np.ndarray, normals: np.ndarray, skin: np.ndarray) -> np.ndarray | None:
+    """SH light (9, 3, float64) fitted to the skin pixels among ``colours`` / ``normals``
+    (albedo ASSUMED_SKIN, pulled toward the canonical light); None below 30 skin pixels."""
+    if skin.sum() < 30:
+        return None
+    prior = canonical_illumination().astype(np.float64)
+    return fit_sh_lighting(colours[skin], normals[skin], ASSUMED_SKIN, prior).astype(np.float64)
 
 
 # ---- fitting photos ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from synface.facemodel.learned import DEFAULT_APPEARANCE, basis_fingerprint, bui
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
+from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
 from synface.faces.align import similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.seeding import identity_rng, sample_rng
@@ -59,15 +60,27 @@ class GeneratorConfig:
     # of a person shows and which detectors miss.
     exposure: float = 0.45
     exposure_strength: float = 0.75
+    # Background style (render/background.py: procedural | natural).
+    background: str = "procedural"
+    # Pose and light fitted to real photos (facemodel/scenes.py), read when the sampler's
+    # illumination_prior is "photos"; default cache/scenes/celeba-299.npz.
+    scenes_path: str | None = None
 
 
 def generator_signature(config: GeneratorConfig) -> str:
     """What decides a generator's pixels besides the latents: the code version, the appearance
-    mode and, for learned modes, the basis file and spread. Datasets record it (generator.txt)."""
+    mode and, for learned modes, the basis file and spread, and options away from their
+    defaults. Datasets record it (generator.txt)."""
     if config.appearance == "procedural":
-        return f"{GENERATOR_VERSION} appearance=procedural"
-    return (f"{GENERATOR_VERSION} appearance={config.appearance} scale={config.appearance_scale} "
-            f"basis={basis_fingerprint(config.appearance_path)}")
+        signature = f"{GENERATOR_VERSION} appearance=procedural"
+    else:
+        signature = (f"{GENERATOR_VERSION} appearance={config.appearance} scale={config.appearance_scale} "
+                     f"basis={basis_fingerprint(config.appearance_path)}")
+    if config.background != "procedural":
+        signature += f" background={config.background}"
+    if config.sampler.illumination_prior == "photos":
+        signature += f" light=photos:{scenes_fingerprint(config.scenes_path)}"
+    return signature
 
 
 class FaceGenerator:
@@ -88,7 +101,16 @@ class FaceGenerator:
         self.face_vertices = np.flatnonzero(self.mesh.region == self.model.region_names.index("face"))
         self._renderer = None
         self._identities: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._photo_lights: np.ndarray | None = None
         self.timings: dict[str, float] = {}
+
+    def photo_lights(self, sampler: SamplerConfig) -> np.ndarray | None:
+        """The lights fitted to real photos, loaded once, when ``sampler`` draws from them."""
+        if sampler.illumination_prior != "photos":
+            return None
+        if self._photo_lights is None:
+            self._photo_lights = load_photo_lights(self.config.scenes_path)
+        return self._photo_lights
 
     @property
     def renderer(self):
@@ -97,7 +119,7 @@ class FaceGenerator:
 
             self._renderer = MeshRenderer(
                 *self.size, self.mesh.faces.numpy(), self.mesh.uv, self.appearance.size, self.config.slots,
-                self.config.supersample,
+                self.config.supersample, self.config.background,
             )
         return self._renderer
 
@@ -128,13 +150,15 @@ class FaceGenerator:
     ) -> Latents:
         """Latents of images (identity[i], sample[i]); ``identity_vectors`` (B, S+K) overrides
         the identity part (identity mixup), the attributes still come from (identity, sample)."""
+        sampler = sampler or self.config.sampler
+        lights = self.photo_lights(sampler)
         rows = []
         for b, (ident, sample) in enumerate(zip(identities, samples)):
             shape, appearance = self.identity(ident, namespace)
             if identity_vectors is not None:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             rng = sample_rng(self.config.seed, namespace, ident, sample)
-            attrs = sample_attributes(rng, self.model.exp_names, sampler or self.config.sampler)
+            attrs = sample_attributes(rng, self.model.exp_names, sampler, lights)
             rows.append(
                 Latents(
                     shape=np.asarray(shape, np.float32)[None],

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from synface.errors import SynfaceError
-from synface.render.background import BACKGROUND_GLSL
+from synface.render.background import BACKGROUND_GLSL, background_style_index
 
 # Spherical-harmonics irradiance is smooth, so it is evaluated per vertex and interpolated;
 # the fragment shader only fetches the albedo texel and multiplies (llvmpipe's cost is per
@@ -84,6 +84,7 @@ uniform int factor;
 uniform ivec2 cell;  // output (width, height) of one slot
 uniform int cols;
 uniform bool composite;
+uniform int background_style;  // BACKGROUND_STYLES index
 out vec4 f_color;
 """ + BACKGROUND_GLSL + """
 void main() {
@@ -101,8 +102,8 @@ void main() {
         // GL rows run bottom-up; the image's row 0 is the slot's top row.
         vec2 xy = vec2(-1.0 + 2.0 * float(local.x) / float(cell.x - 1),
                        -1.0 + 2.0 * float(cell.y - 1 - local.y) / float(cell.y - 1));
-        vec3 background = procedural_background(texelFetch(backgrounds, ivec2(0, slot), 0),
-                                                texelFetch(backgrounds, ivec2(1, slot), 0), xy);
+        vec3 background = background_colour(background_style, texelFetch(backgrounds, ivec2(0, slot), 0),
+                                            texelFetch(backgrounds, ivec2(1, slot), 0), xy);
         face = vec4(face.rgb + (1.0 - face.a) * background, 1.0);
     }
     f_color = face;
@@ -131,7 +132,7 @@ class MeshRenderer:
 
     def __init__(
         self, height: int, width: int, triangles: np.ndarray, uv: np.ndarray, texture_size: tuple[int, int],
-        slots: int = 64, supersample: int = 2,
+        slots: int = 64, supersample: int = 2, background: str = "procedural",
     ) -> None:
         import moderngl
 
@@ -176,6 +177,7 @@ class MeshRenderer:
         self.downsample["backgrounds"].value = 2
         self.downsample["cell"].value = (self.out_width, self.out_height)
         self.downsample["cols"].value = self.cols
+        self.downsample["background_style"].value = background_style_index(background)
         self.backgrounds = self.ctx.texture((2, slots), 4, dtype="f4")
         self.backgrounds.filter = (moderngl.NEAREST, moderngl.NEAREST)
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
