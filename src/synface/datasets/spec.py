@@ -18,6 +18,7 @@ from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_
 from synface.errors import DataNotFoundError
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import APPEARANCE_MODES, DEFAULT_APPEARANCE
+from synface.faces.align import RENDER_ALIGNMENTS
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
 from synface.render.background import BACKGROUND_STYLES
@@ -51,6 +52,7 @@ class DatasetSpec:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
     background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural
+    alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
     seed: int = 0
     namespace: str = "train"
     size: str = "112x96"
@@ -73,6 +75,8 @@ class DatasetSpec:
             raise ValueError(f"unknown appearance {self.appearance!r}; choose from {', '.join(APPEARANCE_MODES)}")
         if self.background not in BACKGROUND_STYLES:
             raise ValueError(f"unknown background {self.background!r}; choose from {', '.join(BACKGROUND_STYLES)}")
+        if self.alignment not in RENDER_ALIGNMENTS:
+            raise ValueError(f"unknown alignment {self.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
         grid = phi_grid(self.mixup)
         if np.any((grid < 0) | (grid > 1)):
             raise ValueError(f"mixup ratios must lie in [0, 1], got {list(grid)}")

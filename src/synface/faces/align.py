@@ -8,6 +8,10 @@ import numpy as np
 from synface.faces.templates import parse_size, template
 
 
+# How synthetic renders can be aligned (generate/generator.py): from the mesh's exact 5
+# landmarks, or from the 5 points MTCNN finds on the render, as photos are.
+RENDER_ALIGNMENTS = ("exact", "mtcnn")
+
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
 

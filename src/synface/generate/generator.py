@@ -20,7 +20,8 @@ from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes,
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
 from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
-from synface.faces.align import similarity_transform
+from synface.errors import SynfaceError
+from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.seeding import identity_rng, sample_rng
 
@@ -30,6 +31,10 @@ GENERATOR_VERSION = "hair-shell-3"
 
 # Identities whose coefficients FaceGenerator keeps (a few batches' worth).
 IDENTITY_CACHE = 4096
+
+# Renders are padded by this many pixels (at 112 px height; edge pixels repeated) before MTCNN
+# looks for the face: a tight aligned crop has too little context for its proposal stage.
+DETECT_PAD = 24
 
 # The head turns about a point between the ears, roughly the top of the neck (cm).
 PIVOT = np.array([0.0, 0.0, -1.0], np.float32)
@@ -62,6 +67,13 @@ class GeneratorConfig:
     exposure_strength: float = 0.75
     # Background style (render/background.py: procedural | natural).
     background: str = "procedural"
+    # How renders are aligned: "exact", from the mesh's own 5 landmarks (as projected), or
+    # "mtcnn", from the 5 points our MTCNN finds on the render, as photos are aligned (the
+    # SynFace pipeline): the detector's landmark convention and its pose-dependent errors
+    # (on frontal renders its mouth corners sit ~1 px higher and its eyes ~0.7 px lower than
+    # the mesh's at 112x96; on the training pose prior, 2-5 px std per point). Costs a
+    # detection and a second raster per image.
+    alignment: str = "exact"
     # Pose and light fitted to real photos (facemodel/scenes.py), read when the sampler's
     # illumination_prior is "photos"; default cache/scenes/celeba-299.npz.
     scenes_path: str | None = None
@@ -78,6 +90,8 @@ def generator_signature(config: GeneratorConfig) -> str:
                      f"basis={basis_fingerprint(config.appearance_path)}")
     if config.background != "procedural":
         signature += f" background={config.background}"
+    if config.alignment != "exact":
+        signature += f" alignment={config.alignment}"
     if config.sampler.illumination_prior == "photos":
         signature += f" light=photos:{scenes_fingerprint(config.scenes_path)}"
     return signature
@@ -86,6 +100,8 @@ def generator_signature(config: GeneratorConfig) -> str:
 class FaceGenerator:
     def __init__(self, config: GeneratorConfig | None = None, model: FaceModel | None = None) -> None:
         self.config = config or GeneratorConfig()
+        if self.config.alignment not in RENDER_ALIGNMENTS:
+            raise SynfaceError(f"unknown alignment {self.config.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
         self.size = parse_size(self.config.size)
         self.model = model or FaceModel.load(self.config.model_path)
         self.mesh = self.model.render_mesh()
@@ -102,6 +118,8 @@ class FaceGenerator:
         self._renderer = None
         self._identities: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._photo_lights: np.ndarray | None = None
+        self._detector = None
+        self.detector_misses = 0
         self.timings: dict[str, float] = {}
 
     def photo_lights(self, sampler: SamplerConfig) -> np.ndarray | None:
@@ -222,15 +240,59 @@ class FaceGenerator:
         textures = self.appearance.texture_bytes(torch.from_numpy(distinct))[inverse.reshape(-1)]
         light = latents.illumination * self.exposure_gain(self.appearance.skin_tone(coefficients), latents.illumination)[:, None, None]
         t1 = time.perf_counter()
-        # The background is drawn and composited by the renderer's downsample pass.
-        images = self.renderer.render(
-            geo["pixels"].numpy(), geo["depth"].numpy(), geo["normals"].numpy(), textures,
-            light.astype(np.float32), self.appearance.specular(latents.appearance), keys, latents.background,
-        )
+        specular = self.appearance.specular(latents.appearance)
+
+        def draw(pixels: torch.Tensor) -> np.ndarray:
+            # The background is drawn and composited by the renderer's downsample pass.
+            return self.renderer.render(pixels.numpy(), geo["depth"].numpy(), geo["normals"].numpy(), textures,
+                                        light.astype(np.float32), specular, keys, latents.background)
+
+        images = draw(geo["pixels"])
         t2 = time.perf_counter()
-        for stage, dt in (("geometry", t1 - t0), ("raster", t2 - t1)):
-            self.timings[stage] = self.timings.get(stage, 0.0) + dt
+        self._add_time("geometry", t1 - t0)
+        self._add_time("raster", t2 - t1)
+        if self.config.alignment == "mtcnn":
+            correction = self.detector_realignment(images)
+            t3 = time.perf_counter()
+            images = draw(_affine2(geo["pixels"], correction))
+            self._add_time("detect", t3 - t2)
+            self._add_time("raster", time.perf_counter() - t3)
         return images
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from synface.faces.mtcnn import MTCNN
+
+            self._detector = MTCNN()
+        return self._detector
+
+    def detector_realignment(self, images: np.ndarray) -> torch.Tensor:
+        """(B, 2, 3) similarities of the supersampled aligned frame that move the 5 points our
+        MTCNN finds on each exactly aligned render onto the template, so that the re-render
+        is aligned as a photo is: with the detector's own landmark convention and its errors.
+        Renders where MTCNN finds no face keep their exact alignment (counted in
+        ``detector_misses``).
+
+        Each image is detected alone (a batch's convolutions may round differently) and its
+        points are rounded to 1/1000 px, so that an image's bytes do not depend on its batch."""
+        h, w = self.size
+        s = self.config.supersample
+        pad = max(8, round(DETECT_PAD * h / 112))
+        out = np.tile(np.eye(2, 3), (len(images), 1, 1))
+        for b, image in enumerate(images):
+            padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+            found = self.detector.detect([padded])[0]
+            k = found.main_face(padded.shape)
+            if k is None:
+                self.detector_misses += 1
+                continue
+            points = np.round(found.landmarks[k].astype(np.float64) - pad, 3)
+            out[b] = similarity_transform((points + 0.5) * s - 0.5, self.render_template)
+        return torch.from_numpy(out.astype(np.float32))
 
     def exposure_gain(self, skin_tone: np.ndarray, illumination: np.ndarray) -> np.ndarray:
         """(B,) light scale of auto-exposure, from each image's own skin tone (B, 3) and light."""
