@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5}
-_IDENTITY_STREAM, _SAMPLE_STREAM = 0, 1
+NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5,
+              "hair_donor": 6}
+_IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM = 0, 1, 2
 
 
 def namespace_id(namespace: str | int) -> int:
@@ -31,4 +32,12 @@ def sample_rng(seed: int, namespace: str | int, identity: int, sample: int) -> n
     """The stream one image's attributes (expression, pose, light, background) come from."""
     return np.random.Generator(
         np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _SAMPLE_STREAM, sample]))
+    )
+
+
+def hair_rng(seed: int, namespace: str | int, identity: int, sample: int) -> np.random.Generator:
+    """The stream that decides whether one image shows another haircut (and whose), apart
+    from the attribute stream so that turning haircut changes on moves no other draw."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _HAIR_STREAM, sample]))
     )

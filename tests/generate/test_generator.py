@@ -221,3 +221,42 @@ def test_photo_light_draws_lights_fitted_to_real_photos(data_root):
     assert "light=photos:" in generator_signature(config)
     image = gen.render(lat)
     assert image.shape == (8, 112, 96, 3) and image.mean() > 40
+
+
+def test_hair_change_swaps_only_hair_and_leaves_every_other_draw(generator, data_root):
+    changed = FaceGenerator(GeneratorConfig(size=(112, 96), sampler=SamplerConfig(hair_change=1.0)))
+    ids, samples = [2, 2, 2, 9], [0, 1, 2, 0]
+    plain, swapped = generator.latents(ids, samples), changed.latents(ids, samples)
+    hair = changed.hair_columns
+    rest = np.setdiff1d(np.arange(plain.appearance.shape[1]), hair)
+    assert len(hair) == 11 and np.array_equal(plain.appearance[:, rest], swapped.appearance[:, rest])
+    assert not np.allclose(plain.appearance[:, hair], swapped.appearance[:, hair])
+    assert len({swapped.appearance[i, hair].tobytes() for i in range(3)}) == 3  # a haircut per photo
+    for name in ("shape", "expression", "pose", "illumination", "background"):
+        assert np.array_equal(getattr(plain, name), getattr(swapped, name))
+    again = FaceGenerator(GeneratorConfig(size=(112, 96), sampler=SamplerConfig(hair_change=1.0))).latents(ids, samples)
+    assert np.array_equal(again.appearance, swapped.appearance)
+    with pytest.raises(ValueError, match="hair_change is a probability"):
+        SamplerConfig(hair_change=1.5)
+
+
+def test_mtcnn_alignment_puts_the_detected_points_on_the_template(generator, data_root):
+    from synface.faces.mtcnn import MTCNN
+
+    mtcnn = FaceGenerator(GeneratorConfig(size=(112, 96), alignment="mtcnn"))
+    ids = list(range(8))
+    lat = generator.latents(ids, [0] * 8, sampler=SamplerConfig(vary=("expression",)))
+    exact, ours = generator.render(lat), mtcnn.render(lat)
+    one_by_one = np.concatenate([mtcnn.render(lat.row(i), np.array([i])) for i in range(2)])
+    assert np.array_equal(ours[:2], one_by_one)  # an image's bytes do not depend on its batch
+    assert "alignment=mtcnn" in generator_signature(mtcnn.config) and mtcnn.timings["detect"] > 0
+    detector, pad, target = MTCNN(), 24, template((112, 96))
+
+    def error(images):
+        found = detector.detect([np.pad(im, ((pad, pad), (pad, pad), (0, 0)), mode="edge") for im in images])
+        return np.mean([np.abs(d.landmarks[0] - pad - target).mean() for d in found])
+
+    # MTCNN's own points land nearer the template on its re-aligned renders than on exact ones
+    assert error(ours) < error(exact)
+    with pytest.raises(SynfaceError, match="unknown alignment 'eyes'"):
+        FaceGenerator(GeneratorConfig(size=(112, 96), alignment="eyes"))

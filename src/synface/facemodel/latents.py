@@ -74,8 +74,13 @@ class SamplerConfig:
     camera_distance_cm: tuple[float, float] = (45.0, 130.0)
     other: dict = field(default_factory=dict)
     illumination_prior: str = field(default="studio", metadata=ADDED_OPTION)
+    # Probability that an image shows another haircut: the hair colour and volume of a random
+    # other person (namespace hair_donor), as the same person's photos taken years apart do.
+    hair_change: float = field(default=0.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.hair_change <= 1.0:
+            raise ValueError(f"hair_change is a probability in [0, 1], got {self.hair_change}")
         if self.illumination_prior not in ILLUMINATION_PRIORS:
             raise ValueError(f"unknown illumination_prior {self.illumination_prior!r}; "
                              f"choose from {', '.join(ILLUMINATION_PRIORS)}")

@@ -23,7 +23,7 @@ from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
 from synface.errors import SynfaceError
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
-from synface.seeding import identity_rng, sample_rng
+from synface.seeding import hair_rng, identity_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
 # resume with a different one.
@@ -120,6 +120,8 @@ class FaceGenerator:
         self._photo_lights: np.ndarray | None = None
         self._detector = None
         self.detector_misses = 0
+        # Appearance components that are hair (painted colour and shell volume).
+        self.hair_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith("hair_")]
         self.timings: dict[str, float] = {}
 
     def photo_lights(self, sampler: SamplerConfig) -> np.ndarray | None:
@@ -175,6 +177,8 @@ class FaceGenerator:
             shape, appearance = self.identity(ident, namespace)
             if identity_vectors is not None:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
+            if sampler.hair_change > 0:
+                appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
             rng = sample_rng(self.config.seed, namespace, ident, sample)
             attrs = sample_attributes(rng, self.model.exp_names, sampler, lights)
             rows.append(
@@ -189,6 +193,18 @@ class FaceGenerator:
                 )
             )
         return Latents.stack(rows)
+
+    def maybe_change_hair(self, appearance: np.ndarray, probability: float, namespace: str, identity: int,
+                          sample: int) -> np.ndarray:
+        """``appearance`` with, at ``probability``, the hair (colour and volume components) of
+        a random donor person instead of its own."""
+        rng = hair_rng(self.config.seed, namespace, identity, sample)
+        if rng.random() >= probability:
+            return appearance
+        donor = self.identity(int(rng.integers(2**31)), "hair_donor")[1]
+        out = np.array(appearance, np.float32)
+        out[self.hair_columns] = donor[self.hair_columns]
+        return out
 
     # ---- geometry ------------------------------------------------------------------------
     def geometry(self, latents: Latents) -> dict[str, torch.Tensor]:
