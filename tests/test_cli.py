@@ -126,3 +126,13 @@ def test_appearance_build_names_a_missing_real_folder(tmp_path):
     (tmp_path / "people").mkdir()
     result = runner.invoke(app, ["appearance", "build", "--real", str(tmp_path / "people"), "--out", str(tmp_path / "b.npz")])
     assert result.exit_code == 2 and "no landmark file" in result.output
+
+
+def test_appearance_scenes_fits_photos_and_prints_their_pose_spread(data_root, tmp_path):
+    out = tmp_path / "scenes.npz"
+    result = runner.invoke(app, ["appearance", "scenes", "--real", str(data_root / "celeba-299"), "--out", str(out),
+                                 "--max-identities", "1"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "yaw" in result.output and "roll" in result.output
+    missing = runner.invoke(app, ["appearance", "scenes", "--real", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert missing.exit_code != 0 and "nowhere" in missing.output

@@ -20,8 +20,15 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _escape(text: str) -> str:
+    """User text (paths, messages) printed through rich: brackets are text, not markup."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {_escape(str(exc))}")
     raise typer.Exit(code=2)
 
 
@@ -162,7 +169,8 @@ def generate(
     except SynfaceError as exc:
         _fail(exc)
     state = "complete" if summary["complete"] else "partial (other shards still missing; see `synface merge`)"
-    console.print(f"{out}: made {summary['made']} shard(s), kept {summary['skipped']}; dataset {state}")
+    repaired = f" ({summary['repaired']} of them damaged and made again)" if summary["repaired"] else ""
+    console.print(f"{out}: made {summary['made']} shard(s){repaired}, kept {summary['skipped']}; dataset {state}")
 
 
 @app.command()
@@ -243,6 +251,32 @@ def export(
 
 
 @app.command()
+def verify(dataset: Path = typer.Argument(..., help="A synface dataset directory (finished or partial).")) -> None:
+    """Check every shard against the sizes and CRC-32s its marker records; exit 1 when any is
+    damaged (``synface generate`` with the same spec and --out re-renders exactly those)."""
+    try:
+        report = _verified(dataset)
+    except SynfaceError as exc:
+        _fail(exc)
+    state = "complete" if report["complete"] else "unfinished"
+    console.print(f"{_escape(str(dataset))}: {report['shards']} shards checked, none damaged ({state})")
+
+
+def _verified(dataset: Path) -> dict:
+    """verify_dataset, failing with the list of damaged shards."""
+    from synface.datasets.storage import verify_dataset
+
+    report = verify_dataset(dataset)
+    if report["damaged"]:
+        lines = [f"shard {k}: {why}" for k, why in report["damaged"][:20]]
+        more = len(report["damaged"]) - len(lines)
+        raise SynfaceError(f"{dataset}: {len(report['damaged'])} of {report['shards']} shards damaged:\n  "
+                           + "\n  ".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
+                           + "\nre-render them with `synface generate` (same spec and --out)")
+    return report
+
+
+@app.command()
 def stats(
     dataset: Path = typer.Argument(..., help="A synface dataset directory."),
     out: Optional[Path] = typer.Option(None, help="Folder for stats.json, distributions.png, contact_sheet.png "
@@ -253,6 +287,7 @@ def stats(
     from synface.datasets.storage import ShardedDataset
 
     try:
+        _verified(dataset)
         ds = ShardedDataset(dataset)
     except SynfaceError as exc:
         _fail(exc)
@@ -299,6 +334,7 @@ def train(
     out: Path = typer.Option(..., help="Run folder: checkpoint.pt, metrics.csv/json, loss.png, config.yaml."),
     real: Optional[Path] = typer.Option(None, help="Real dataset for domain mixup (from `synface import-real`)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run OUT holds (else it is refused)."),
     device: str = typer.Option("auto"),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set optim.epochs=5."),
 ) -> None:
@@ -309,9 +345,11 @@ def train(
     from synface.train.loop import Trainer
 
     try:
+        if resume and overwrite:
+            raise SynfaceError("--resume and --overwrite exclude each other")
         cfg = load_train_config(config, parse_overrides(set_))
         trainer = Trainer(cfg, data, out, real=real, device=device)
-        summary = trainer.run(resume=resume)
+        summary = trainer.run(resume=resume, overwrite=overwrite)
         trainer.close()
     except SynfaceError as exc:
         _fail(exc)
@@ -377,6 +415,30 @@ def appearance_build(
         f"({len(report.skipped)} unreadable, {report.bad_fits} bad pose fits); {report.components} components "
         f"explain {100 * report.explained:.1f} % of the identity variance"
     )
+
+
+@appearance_app.command("scenes")
+def appearance_scenes(
+    real: Path = typer.Option(..., help="Real faces: <identity>/<image> folders and a 5-point landmarks.txt."),
+    out: Optional[Path] = typer.Option(None, help="Output (.npz); default: the generator's, cache/scenes/celeba-299.npz."),
+    max_identities: Optional[int] = typer.Option(None, min=1, help="Use only the first N identities."),
+) -> None:
+    """Fit head pose and SH light to each real photo (facemodel/scenes.py): what the generator's
+    photo light (sampler.illumination_prior=photos) draws from; prints the pose spread."""
+    from synface.facemodel.scenes import build_photo_scenes, default_scenes_path
+
+    out = out or default_scenes_path()
+    try:
+        summary = build_photo_scenes(real, out, max_identities=max_identities)
+    except SynfaceError as exc:
+        _fail(exc)
+    table = Table(title=f"head pose of {summary['fitted']} of {summary['photos']} photos (degrees)")
+    for column in ("angle", "std", "robust std", "|angle| p90"):
+        table.add_column(column, justify="right")
+    for angle, s in summary["pose_spread"].items():
+        table.add_row(angle, f"{s['std']:.1f}", f"{s['robust_std']:.1f}", f"{s['abs_p90']:.1f}")
+    Console().print(table)
+    console.print(f"wrote {out}")
 
 
 @appearance_app.command("ab")

@@ -39,7 +39,7 @@ def spec_file(tmp_path_factory, data_root):
 def reference(tmp_path_factory, spec_file):
     out = tmp_path_factory.mktemp("ref") / "tiny"
     summary = generate_dataset(load_spec(spec_file), out, workers=1, progress=False)
-    assert summary == {"made": 3, "skipped": 0, "complete": True, "num_shards": 3}
+    assert summary == {"made": 3, "repaired": 0, "skipped": 0, "complete": True, "num_shards": 3}
     return out
 
 

@@ -19,16 +19,20 @@ from tqdm.auto import tqdm
 from synface.config import from_dict
 from synface.datasets.spec import DatasetSpec, ImagePlan, plan_images
 from synface.datasets.storage import (
+    NOT_WRITTEN,
     load_shard_meta,
     meta_dtype,
     read_marker,
     remove_partial_files,
     shard_complete,
     shard_files,
+    shard_intact,
+    shard_problem,
     write_dataset_info,
     write_shard,
 )
-from synface.errors import SynfaceError
+from synface.errors import SynfaceError, cannot_write
+from synface.locks import LOCK_NAME, folder_lock
 from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
 from synface.generate.generator import FaceGenerator, GeneratorConfig, generator_signature
@@ -163,12 +167,22 @@ def generate_dataset(
     complete.
     """
     root = Path(out)
-    if not resume and root.exists() and any(root.iterdir()):
+    if not resume and root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
         raise SynfaceError(f"{root} is not empty and --no-resume was given")
+    with folder_lock(root, "its shards"):
+        return _generate_locked(spec, root, workers, shards, progress)
+
+
+def _generate_locked(spec: DatasetSpec, root: Path, workers: int, shards: ShardSelection, progress: bool) -> dict:
     prepare_output(root, spec)
     plan = plan_images(spec)
     mine = [k for k in range(spec.num_shards) if shards.picks(k)]
-    todo = [k for k in mine if not shard_complete(root, k)]
+    # Every existing shard is checked against its marker's CRCs: a damaged one is made again.
+    problems = {k: shard_problem(root, k) for k in mine}
+    todo = [k for k in mine if problems[k] is not None]
+    for k in todo:
+        if problems[k] != NOT_WRITTEN:
+            tqdm.write(f"{shard_files(root, k)['images'].name}: {problems[k]}; rendering it again")
     sizes = {k: len(_shard_rows(spec, k)) for k in mine}
     bar = tqdm(
         total=sum(sizes.values()),
@@ -196,7 +210,9 @@ def generate_dataset(
     complete = all(shard_complete(root, k) for k in range(spec.num_shards))
     if complete:
         finish_synthetic_dataset(root, spec)
-    return {"made": len(todo), "skipped": len(mine) - len(todo), "complete": complete, "num_shards": spec.num_shards}
+    repaired = sum(problems[k] != NOT_WRITTEN for k in todo)
+    return {"made": len(todo), "repaired": repaired, "skipped": len(mine) - len(todo), "complete": complete,
+            "num_shards": spec.num_shards}
 
 
 def _shard_rows(spec: DatasetSpec, k: int) -> range:
@@ -226,6 +242,18 @@ def _worker_shard(root: str, k: int) -> int:
 
 
 # ---- finishing and merging -------------------------------------------------------------------
+
+
+def _copy_shard(part: Path, out: Path, k: int) -> None:
+    src, dst = shard_files(part, k), shard_files(out, k)
+    dst["images"].parent.mkdir(parents=True, exist_ok=True)
+    for key in ("images", "meta", "marker"):  # marker last: it vouches for the others
+        tmp = dst[key].with_name(dst[key].name + ".tmp")
+        try:
+            shutil.copyfile(src[key], tmp)
+            tmp.replace(dst[key])
+        except OSError as exc:
+            raise cannot_write(dst[key], exc, tmp, kept="shards copied before it are intact") from None
 
 
 def finish_synthetic_dataset(root: Path, spec: DatasetSpec) -> None:
@@ -280,23 +308,29 @@ def merge_datasets(parts: list[str | Path], out: str | Path) -> dict:
     if len(texts) != 1:
         raise SynfaceError("the parts were generated from different specs: " + ", ".join(str(p) for p, _ in specs))
     spec = from_dict(DatasetSpec, load_yaml(specs[0][0] / "spec.yaml"), "spec.yaml")
+    with folder_lock(out, "the merged shards"):
+        return _merge_locked(specs, spec, out)
+
+
+def _merge_locked(specs: list[tuple[Path, str]], spec: DatasetSpec, out: Path) -> dict:
     prepare_output(out, spec)
     copied = 0
+    intact = {k: shard_intact(out, k) for k in range(spec.num_shards)}  # damaged ones are copied again
     for part, _ in specs:
         if part.resolve() == out.resolve():
             continue
         for k in range(spec.num_shards):
-            if shard_complete(part, k) and not shard_complete(out, k):
-                src, dst = shard_files(part, k), shard_files(out, k)
-                dst["images"].parent.mkdir(parents=True, exist_ok=True)
-                for key in ("images", "meta", "marker"):  # marker last: it vouches for the others
-                    tmp = dst[key].with_name(dst[key].name + ".tmp")
-                    shutil.copyfile(src[key], tmp)
-                    tmp.replace(dst[key])
+            problem = shard_problem(part, k)
+            if problem is not None and problem != NOT_WRITTEN:
+                raise SynfaceError(f"{part}: shard {k} is damaged ({problem}); regenerate that part "
+                                   f"(`synface generate` re-renders damaged shards) before merging")
+            if problem is None and not intact[k]:
+                _copy_shard(part, out, k)
+                intact[k] = True
                 copied += 1
-            elif shard_complete(part, k) and read_marker(part, k) != read_marker(out, k):
+            elif problem is None and read_marker(part, k) != read_marker(out, k):
                 raise SynfaceError(f"shard {k} differs between {part} and {out}: parts of different runs?")
-    missing = [k for k in range(spec.num_shards) if not shard_complete(out, k)]
+    missing = [k for k, ok in intact.items() if not ok]
     if not missing:
         finish_synthetic_dataset(out, spec)
     return {"copied": copied, "missing": missing, "complete": not missing, "num_shards": spec.num_shards}

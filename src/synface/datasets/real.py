@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from synface.datasets.identity_folder import scan_identity_folder
 from synface.datasets.storage import meta_dtype, write_dataset_info, write_shard
 from synface.errors import SynfaceError
 from synface.faces.pipeline import aligned_crops
 from synface.faces.templates import parse_size
+from synface.locks import folder_lock
 
 
 def import_identity_folder(
@@ -33,13 +35,32 @@ def import_identity_folder(
     if (out / "dataset.json").exists():
         raise SynfaceError(f"{out} already holds a dataset; delete it or choose another --out")
     folder = scan_identity_folder(src, min_images=min_images)
+    with folder_lock(out, "the imported shards"):
+        return _import(folder, src, out, size, grayscale, max_identities, max_per_identity, shard_size)
+
+
+def _import(folder, src, out: Path, size, grayscale, max_identities, max_per_identity, shard_size) -> dict:
     keep = _subset(folder.labels, max_identities, max_per_identity)
     paths = [folder.images[i] for i in keep]
     labels = folder.labels[keep]
     classes = [folder.classes[c] for c in np.unique(labels)]
     labels = np.searchsorted(np.unique(labels), labels)  # renumber 0..C-1
     h, w = parse_size(size)
-    crops, counts = aligned_crops(folder.root, paths, (h, w), folder.landmarks_file, grayscale, desc=f"align {folder.root.name}")
+    # An unreadable photo is skipped and listed, as `align` does, not the end of the import.
+    crops, counts = aligned_crops(folder.root, paths, (h, w), folder.landmarks_file, grayscale,
+                                  desc=f"align {folder.root.name}", strict=False)
+    skipped = counts.pop("skipped_images", [])
+    if skipped:
+        unreadable = {rel for rel, _ in skipped}
+        keep_rows = np.array([p not in unreadable for p in paths])
+        paths = [p for p, k in zip(paths, keep_rows) if k]
+        labels = labels[keep_rows]
+        for rel, why in skipped:
+            tqdm.write(f"skipped {rel}: {why}")
+        if not paths:
+            raise SynfaceError(f"{folder.root}: no readable image")
+    classes = [classes[c] for c in np.unique(labels)]
+    labels = np.searchsorted(np.unique(labels), labels)  # a person whose every photo failed leaves no gap
     num_shards = int(np.ceil(len(paths) / shard_size))
     dtype = meta_dtype(0, 0, 0)
     rows = []
@@ -69,6 +90,7 @@ def import_identity_folder(
         "grayscale": grayscale,
         "classes": classes,
         "alignment": counts,
+        "skipped": [{"path": rel, "reason": why} for rel, why in skipped],
     }
     write_dataset_info(out, info, rows)
     return info

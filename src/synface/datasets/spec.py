@@ -79,7 +79,7 @@ class DatasetSpec:
             raise ValueError(f"unknown alignment {self.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
         grid = phi_grid(self.mixup)
         if np.any((grid < 0) | (grid > 1)):
-            raise ValueError(f"mixup ratios must lie in [0, 1], got {list(grid)}")
+            raise ValueError(f"mixup ratios must lie in [0, 1], got {[float(v) for v in grid]}")
 
     def to_yaml(self) -> str:
         """The spec as a dataset folder records it (spec.yaml); options added later are

@@ -16,6 +16,7 @@ either a whole shard or nothing; no file holds a timestamp, so equal inputs give
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from synface.errors import DataNotFoundError, SynfaceError
+from synface.errors import DataNotFoundError, SynfaceError, cannot_write
 
 FORMAT_VERSION = 1
 
@@ -73,11 +74,14 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        raise cannot_write(path, exc, tmp, kept="files written before it are intact") from None
 
 
 def write_shard(root: Path, index: int, images: np.ndarray, meta: np.ndarray) -> None:
@@ -122,6 +126,58 @@ def shard_complete(root: Path, index: int) -> bool:
     )
 
 
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+NOT_WRITTEN = "not written (no marker)"  # the problem of a shard a run has not reached yet
+
+
+def shard_problem(root: Path, index: int) -> str | None:
+    """What is wrong with a shard (no marker, a missing, resized or corrupt file), or None
+    when its marker vouches for both files: sizes and CRC-32s (reads the whole shard)."""
+    try:
+        marker = read_marker(root, index)
+    except CorruptShardError as exc:
+        return str(exc)
+    if marker is None:
+        return NOT_WRITTEN
+    files = shard_files(root, index)
+    for key in ("images", "meta"):
+        path = files[key]
+        if not path.is_file():
+            return f"{path.name} missing"
+        if path.stat().st_size != marker[f"{key}_bytes"]:
+            return f"{path.name} has {path.stat().st_size} bytes, its marker says {marker[f'{key}_bytes']}"
+        if _file_crc(path) != marker[f"{key}_crc32"]:
+            return f"{path.name} fails its CRC-32 check"
+    return None
+
+
+def shard_intact(root: Path, index: int) -> bool:
+    return shard_problem(root, index) is None
+
+
+def verify_dataset(root: str | Path) -> dict:
+    """Check every shard of a dataset folder against its marker: {"shards", "damaged":
+    [(index, problem)], "complete"} (complete: dataset.json present)."""
+    root = Path(root)
+    info = read_dataset_info(root) if (root / "dataset.json").is_file() else None
+    if info is not None:
+        count = int(info["num_shards"])
+    else:
+        folder = root / "shards"
+        if not folder.is_dir():
+            raise DataNotFoundError(f"not a synface dataset (no dataset.json, no shards/): {root}")
+        count = 1 + max((int(p.name[6:11]) for p in folder.glob("shard-?????.json")), default=-1)
+    damaged = [(k, why) for k in range(count) if (why := shard_problem(root, k)) is not None]
+    return {"shards": count, "damaged": damaged, "complete": info is not None}
+
+
 def remove_partial_files(root: Path) -> int:
     """Delete leftovers of a killed run (``*.tmp``); returns how many."""
     folder = Path(root) / "shards"
@@ -162,14 +218,17 @@ def write_dataset_info(root: Path, info: dict, manifest_rows: Iterable[dict]) ->
     if first is not None:
         path = root / "manifest.csv"
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(first), lineterminator="\n")
-            writer.writeheader()
-            writer.writerow(first)
-            writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        try:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(first), lineterminator="\n")
+                writer.writeheader()
+                writer.writerow(first)
+                writer.writerows(rows)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            raise cannot_write(path, exc, tmp, kept="the shards are intact; rerun to finish the dataset") from None
     info = {"format": FORMAT_VERSION, **info}
     _atomic_write(root / "dataset.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
 
@@ -233,6 +292,16 @@ class ShardedDataset(Dataset):
         return int(self.info["num_classes"])
 
     @property
+    def signature(self) -> str:
+        """What the dataset holds, in 16 hex digits: a hash of dataset.json and every shard's
+        marker (their sizes and CRC-32s), so equal data gives equal signatures wherever the
+        folder lives, and any other data (or a re-rendered shard) another."""
+        digest = hashlib.sha1((self.root / "dataset.json").read_bytes())
+        for k in range(self.info["num_shards"]):
+            digest.update(shard_files(self.root, k)["marker"].read_bytes())
+        return digest.hexdigest()[:16]
+
+    @property
     def image_size(self) -> tuple[int, int]:
         return tuple(self.info["size"])
 
@@ -262,11 +331,7 @@ class ShardedDataset(Dataset):
                 f"shard truncated or padded: {path} has {path.stat().st_size} bytes, marker says {marker['images_bytes']}"
             )
         if self.verify:
-            with open(path, "rb") as fh:
-                crc = 0
-                while chunk := fh.read(1 << 22):
-                    crc = zlib.crc32(chunk, crc)
-            if crc != marker["images_crc32"]:
+            if _file_crc(path) != marker["images_crc32"]:
                 raise CorruptShardError(f"shard corrupt: {path} fails its CRC-32 check")
         try:
             return np.load(path, mmap_mode="r")

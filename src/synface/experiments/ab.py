@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import statistics
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -154,6 +155,11 @@ def run_ab(
         result_file = out / f"{lever.name}-seed{seed}" / "result.json"
         row = json.loads(result_file.read_text()) if result_file.is_file() else None
         if row is None or row.get("key") != key:
+            if row is not None:  # a finished run of another config: kept aside, not resumed into
+                stale = result_file.parent.with_name(f"{result_file.parent.name}.stale-{row.get('key')}")
+                shutil.rmtree(stale, ignore_errors=True)
+                result_file.parent.rename(stale)
+                tqdm.write(f"{lever.name} seed {seed}: the lever changed; the old run is kept in {stale}")
             run, spec_key, images = _run(lever, spec, config, data, result_file.parent, workers)
             generate_s = run["seconds"].get("generate_s", 0.0)
             lfw = run["lfw"] or {}

@@ -22,6 +22,7 @@ from synface.faces.align import align_face, alignment_matrix, transform_points
 from synface.faces.landmarks import find_landmark_file, read_landmarks, write_landmarks
 from synface.faces.templates import parse_size, template
 from synface.imageio import read_rgb, write_image
+from synface.locks import folder_lock
 from synface.paths import cache_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -163,19 +164,31 @@ def align_folder(
     report = AlignmentReport()
     crop_points: dict[str, np.ndarray] = {}
     source_points: dict[str, np.ndarray] = {}
-    dst.mkdir(parents=True, exist_ok=True)
-    for face in iter_aligned(src, paths, (h, w), known, grayscale, strict=False, device=device):
-        report.add(face)
-        if face.crop is None:
-            continue
-        out_rel = str(Path(face.path).with_suffix(suffix))
-        write_image(dst / out_rel, face.crop)
-        source_points[face.path] = face.landmarks
-        crop_points[out_rel] = transform_points(alignment_matrix(face.landmarks, (h, w)), face.landmarks)
-    write_landmarks(dst / "landmarks.txt", crop_points)
-    write_landmarks(dst / "source_landmarks.txt", source_points)
-    (dst / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in report.skipped))
+    names = crop_names(paths, suffix)
+    with folder_lock(dst, "its crops"):
+        for face in iter_aligned(src, paths, (h, w), known, grayscale, strict=False, device=device):
+            report.add(face)
+            if face.crop is None:
+                continue
+            out_rel = names[face.path]
+            write_image(dst / out_rel, face.crop)
+            source_points[face.path] = face.landmarks
+            crop_points[out_rel] = transform_points(alignment_matrix(face.landmarks, (h, w)), face.landmarks)
+        write_landmarks(dst / "landmarks.txt", crop_points)
+        write_landmarks(dst / "source_landmarks.txt", source_points)
+        (dst / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in report.skipped))
     return report
+
+
+def crop_names(paths: list[str], suffix: str) -> dict[str, str]:
+    """Output name of each source image: its path with ``suffix``, except where two sources
+    would share one (``face.jpg`` and ``face.png``): those keep their own extension too
+    (``face.jpg.png``, ``face.png.png``), so no crop overwrites another."""
+    plain = {rel: str(Path(rel).with_suffix(suffix)) for rel in paths}
+    taken: dict[str, int] = {}
+    for name in plain.values():
+        taken[name] = taken.get(name, 0) + 1
+    return {rel: name if taken[name] == 1 else rel + suffix for rel, name in plain.items()}
 
 
 def aligned_crops(
@@ -186,33 +199,45 @@ def aligned_crops(
     grayscale: bool = False,
     device: str = "cpu",
     desc: str = "align",
-) -> tuple[np.ndarray, dict[str, int]]:
+    strict: bool = True,
+) -> tuple[np.ndarray, dict]:
     """All ``paths`` aligned into one (N, h, w, 3) uint8 array, cached under ``cache/aligned``.
 
     The cache key covers the image list, the landmark file, size, grayscale and the
     alignment code version; a second call with the same inputs only reads the cache.
     Images where neither the file nor MTCNN gives a face use the whole-frame fallback.
+    ``strict=False``: unreadable images are left out of the array (which then has fewer
+    rows) and listed, with the reason, under the counts' ``skipped_images``.
     """
     h, w = parse_size(size)
-    key = _cache_key(root, paths, landmarks_file, (h, w), grayscale)
+    key = _cache_key(root, paths, landmarks_file, (h, w), grayscale) + ("" if strict else "-lenient")
     folder = cache_root() / "aligned"
     array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
     if array_path.is_file() and meta_path.is_file():
         crops = np.load(array_path, mmap_mode="r")
-        if crops.shape == (len(paths), h, w, 3):
-            return crops, json.loads(meta_path.read_text())["counts"]
+        counts = json.loads(meta_path.read_text())["counts"]
+        if crops.shape == (len(paths) - len(counts.get("skipped_images", [])), h, w, 3):
+            return crops, counts
     known = read_landmarks(landmarks_file) if landmarks_file else {}
     crops = np.empty((len(paths), h, w, 3), dtype=np.uint8)
+    kept = np.ones(len(paths), bool)
     report = AlignmentReport()
     for i, face in enumerate(
-        iter_aligned(root, paths, (h, w), known, grayscale, strict=True, no_face="fallback", device=device, desc=desc)
+        iter_aligned(root, paths, (h, w), known, grayscale, strict=strict, no_face="fallback", device=device, desc=desc)
     ):
-        crops[i] = face.crop
         report.add(face)
+        if face.crop is None:
+            kept[i] = False
+        else:
+            crops[i] = face.crop
+    counts = dict(report.counts)
+    if not strict:
+        crops = crops[kept]
+        counts["skipped_images"] = [list(item) for item in report.skipped]
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_save(array_path, crops)
-    meta_path.write_text(json.dumps({"root": str(root), "size": [h, w], "counts": report.counts}))
-    return crops, report.counts
+    meta_path.write_text(json.dumps({"root": str(root), "size": [h, w], "counts": counts}))
+    return crops, counts
 
 
 def _cache_key(

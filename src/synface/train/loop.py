@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from synface.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
 from synface.datasets.spec import DatasetSpec
 from synface.datasets.storage import ShardedDataset, SoftLabels, collate_batch
-from synface.errors import DataNotFoundError, SynfaceError
+from synface.errors import DataNotFoundError, SynfaceError, cannot_write
+from synface.locks import folder_lock
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
 from synface.models.backbones import get_backbone
@@ -306,7 +307,9 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state()},
             "config": to_dict(c),
             "data": {"synthetic": str(self.syn.root), "real": str(self.real.root) if self.real else None,
-                     "synthetic_classes": self.syn.num_classes, "real_classes": self.real.num_classes if self.real else 0},
+                     "synthetic_classes": self.syn.num_classes, "real_classes": self.real.num_classes if self.real else 0,
+                     "synthetic_signature": self.syn.signature,
+                     "real_signature": self.real.signature if self.real else None},
             "history": self.history,
             "train_seconds": self.train_seconds,
             "fit": self.fit,
@@ -318,10 +321,16 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / CHECKPOINT
         tmp = self.out / f".{CHECKPOINT}.tmp"
-        torch.save(self.checkpoint_state(), tmp)
-        tmp.replace(self.out / CHECKPOINT)
-        self._write_metrics()
+        try:
+            torch.save(self.checkpoint_state(), tmp)
+            tmp.replace(path)
+            self._write_metrics()
+        except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+            kept = (f"the previous checkpoint ({path}) is intact" if path.is_file()
+                    else "no checkpoint was written")
+            raise cannot_write(path, exc, tmp, kept) from None
 
     def load(self, path: Path) -> None:
         if not path.is_file():
@@ -335,6 +344,15 @@ class Trainer:
         if state["data"]["synthetic_classes"] != self.syn.num_classes:
             raise SynfaceError(f"{path} was trained on {state['data']['synthetic_classes']} classes, "
                                f"{self.syn.root} has {self.syn.num_classes}")
+        data = state["data"]
+        for role, ds in (("synthetic", self.syn), ("real", self.real)):
+            saved_signature = data.get(f"{role}_signature")
+            now = ds.signature if ds is not None else None
+            if f"{role}_signature" in data and saved_signature != now:  # (older checkpoints have none)
+                raise SynfaceError(
+                    f"{path} was trained on other {role} data ({data.get(role)}, signature {saved_signature}); "
+                    f"{ds.root if ds is not None else 'no --real'} is {now}: a resumed run must see the dataset it "
+                    "started on")
         self.module.backbone.load_state_dict(state["model"])
         self.module.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -349,12 +367,31 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     # ---- the loop ----------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_at_step: int | None = None) -> dict:
+    def run(self, resume: bool = False, stop_at_step: int | None = None, overwrite: bool = False) -> dict:
         """Train to the end (or to ``stop_at_step`` / the time budget), checkpointing each
-        epoch; returns the final metrics."""
+        epoch; returns the final metrics. The run folder is locked while it runs; a folder
+        that holds a run is continued (``resume``), replaced (``overwrite``) or refused."""
+        with folder_lock(self.out, "its checkpoint") if self.dist.is_main else contextlib.nullcontext():
+            return self._run(resume, stop_at_step, overwrite)
+
+    def _refuse_to_overwrite(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            return
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            what = f"a run at step {state['step']} (epoch {state['epoch']:.2f})"
+        except Exception:  # an unreadable checkpoint is still someone's run
+            what = f"a checkpoint ({path.name})"
+        raise SynfaceError(f"{self.out} holds {what}: pass --resume to continue it, or --overwrite to "
+                           "start again and replace it")
+
+    def _run(self, resume: bool, stop_at_step: int | None, overwrite: bool) -> dict:
         c = self.config
         if resume:
             self.load(self.out / CHECKPOINT)
+        elif not overwrite and self.dist.is_main:
+            self._refuse_to_overwrite()
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_yaml(c) + self.runtime_comment())
