@@ -257,3 +257,17 @@ def test_a_full_disk_while_writing_a_shard_leaves_no_partial_file(tmp_path, monk
     monkeypatch.setattr(storage.os, "fsync", real_fsync)
     assert not list((tmp_path / "data" / "shards").glob("*.tmp"))
     assert generate_dataset(SPEC, tmp_path / "data", progress=False)["complete"]
+
+
+def test_damaged_dataset_json_and_checkpoints_are_named(dataset, tiny_synthetic, tmp_path):
+    (dataset / "dataset.json").write_text('{"format": 1,\n "kind": ')
+    with pytest.raises(SynfaceError, match=r"dataset\.json:2: not valid JSON"):
+        ShardedDataset(dataset)
+    (dataset / "dataset.json").write_text('{"format": 1, "kind": "synthetic"}')
+    with pytest.raises(SynfaceError, match="missing num_images, num_classes, num_shards, size"):
+        ShardedDataset(dataset)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(SynfaceError, match=r"cannot resume from .*checkpoint\.pt: not a readable training checkpoint"):
+        trainer(tiny_synthetic, out).run(resume=True)

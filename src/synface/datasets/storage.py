@@ -239,9 +239,16 @@ def read_dataset_info(root: Path) -> dict:
         if (Path(root) / "shards").is_dir():
             raise SynfaceError(f"{root}: dataset is unfinished (no dataset.json); rerun generate to resume it")
         raise DataNotFoundError(f"not a synface dataset (no dataset.json): {root}")
-    info = json.loads(path.read_text())
-    if info.get("format") != FORMAT_VERSION:
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SynfaceError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
+        info = info if isinstance(info, dict) else {}
         raise SynfaceError(f"{path}: dataset format {info.get('format')} is not {FORMAT_VERSION}")
+    missing = [k for k in ("kind", "num_images", "num_classes", "num_shards", "size") if k not in info]
+    if missing:
+        raise SynfaceError(f"{path}: missing {', '.join(missing)}")
     return info
 
 

@@ -335,8 +335,13 @@ class Trainer:
     def load(self, path: Path) -> None:
         if not path.is_file():
             raise DataNotFoundError(f"nothing to resume: {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = from_dict(TrainConfig, state["config"], "checkpoint config")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            config = state["config"]
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise SynfaceError(f"cannot resume from {path}: not a readable training checkpoint "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        saved = from_dict(TrainConfig, config, f"{path} (its config)")
         changed = _config_changes(to_dict(saved), to_dict(self.config)) - RESUMABLE_CHANGES
         if changed:
             raise SynfaceError(f"{path} was written with another config ({', '.join(sorted(changed))} differ); "
