@@ -195,6 +195,12 @@ def test_error_messages_keep_their_brackets(tmp_path):
 def test_bad_values_are_refused_up_front_naming_the_key(tmp_path, tiny_synthetic):
     with pytest.raises(ConfigError, match=r"optim\.lr: expected a finite number, got nan"):
         load_train_config("cpu", {"optim.lr": float("nan")})
+    for bad, message in ((({"optim.lr": -0.1}), "lr must be > 0"), ({"backbone": "resnet9"}, "unknown backbone"),
+                         ({"optim.milestones": [5, 3]}, "positive and ascending"),
+                         ({"domain_mixup": [1.5]}, r"must lie in \[0, 1\]"), ({"input_size": "12x"}, "HEIGHTxWIDTH"),
+                         ({"validation.every_epochs": 0}, "every_epochs >= 1"), ({"time_budget_min": 0}, "> 0")):
+        with pytest.raises(ConfigError, match=message):
+            load_train_config("cpu", bad)
     spec = tmp_path / "inf.yaml"
     spec.write_text("name: inf\nidentities: 2\nsamples: 2\nsampler: {yaw_std_deg: .inf}\n")
     result = runner.invoke(app, ["generate", str(spec), "--out", str(tmp_path / "out")])

@@ -27,6 +27,14 @@ class OptimConfig:
     milestones: tuple[float, ...] = (24, 30, 36)  # epochs (fractions allowed) where lr /= 10
     warmup_epochs: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.epochs < 1:
+            raise ValueError(f"optim: lr must be > 0 and epochs >= 1, got lr {self.lr}, epochs {self.epochs}")
+        if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("optim: momentum must lie in [0, 1), weight_decay and warmup_epochs >= 0")
+        if list(self.milestones) != sorted(self.milestones) or any(m <= 0 for m in self.milestones):
+            raise ValueError(f"optim.milestones must be positive and ascending, got {list(self.milestones)}")
+
 
 @dataclass
 class AugmentConfig:
@@ -84,6 +92,10 @@ class ValidationConfig:
     samples: int = 4
     every_epochs: int = 1
 
+    def __post_init__(self) -> None:
+        if self.identities < 0 or self.samples < 1 or self.every_epochs < 1:
+            raise ValueError("validation: identities >= 0 (0 = off), samples >= 1 and every_epochs >= 1")
+
 
 @dataclass
 class TrainConfig:
@@ -114,8 +126,22 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        from synface.faces.templates import parse_size
+        from synface.generate.mixup import phi_grid
+        from synface.models.backbones import BACKBONES
+
         if self.batch_size < 1 or self.micro_batches < 1:
             raise ValueError("batch_size and micro_batches must be >= 1")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(sorted(BACKBONES))}")
+        parse_size(self.input_size)
+        if self.embedding_size < 1 or self.workers < 0 or self.log_every < 1:
+            raise ValueError("embedding_size and log_every must be >= 1, workers >= 0")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise ValueError(f"time_budget_min must be > 0 (or null), got {self.time_budget_min}")
+        grid = phi_grid(self.domain_mixup)
+        if any(not 0.0 <= float(v) <= 1.0 for v in grid):
+            raise ValueError(f"domain_mixup ratios must lie in [0, 1], got {[float(v) for v in grid]}")
         self.head.margins()  # validates the loss name
         parse_precision(self.amp)
         check_setting("compile", self.compile)
