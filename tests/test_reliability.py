@@ -277,3 +277,24 @@ def test_damaged_dataset_json_and_checkpoints_are_named(dataset, tiny_synthetic,
     (out / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(SynfaceError, match=r"cannot resume from .*checkpoint\.pt: not a readable training checkpoint"):
         trainer(tiny_synthetic, out).run(resume=True)
+
+
+def test_readers_tolerate_ordinary_format_variations_and_name_the_line(tmp_path):
+    from synface.datasets.pairs import load_lfw_pairs, load_pair_csv
+    from synface.faces.landmarks import read_landmarks
+
+    marks = tmp_path / "landmarks.txt"
+    marks.write_bytes("\ufeff# x1 y1 ... x5 y5\r\na/1.jpg,1,2,3,4,5,6,7,8,9,10\r\n\r\nb/2.jpg\t1 2 3 4 5 6 7 8 9 10\n".encode())
+    table = read_landmarks(marks)
+    assert sorted(table) == ["a/1.jpg", "b/2.jpg"] and table["a/1.jpg"][4, 1] == 10.0
+    marks.write_text("a/1.jpg 1 2 3\n")
+    with pytest.raises(SynfaceError, match=r"landmarks\.txt:1: expected a path and 10 numbers"):
+        read_landmarks(marks)
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_bytes("\ufefffold,path1,path2,same\r\n0,a.jpg,b.jpg,1\r\n1,a.jpg,c.jpg,false\r\n".encode())
+    assert load_pair_csv(csv_file).same.tolist() == [True, False]
+    lfw = tmp_path / "lfw"
+    lfw.mkdir()
+    (lfw / "pairs.txt").write_text("1 1\n\nA 1 2\nA 1 B x\n")
+    with pytest.raises(SynfaceError, match=r"pairs\.txt:4: expected 'name n1 n2'"):
+        load_lfw_pairs(lfw)

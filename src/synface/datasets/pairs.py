@@ -71,12 +71,14 @@ def load_lfw_pairs(folder: str | Path, name: str = "lfw") -> PairList:
     pairs_file = folder / "pairs.txt"
     if not pairs_file.is_file():
         raise DataNotFoundError(f"pairs file not found: {pairs_file}")
-    lines = [line.split() for line in pairs_file.read_text().splitlines() if line.strip()]
+    numbered = [(n, line.split()) for n, line in enumerate(pairs_file.read_text(encoding="utf-8-sig").splitlines(), 1)
+                if line.strip()]
     try:
-        num_folds, per_fold = (int(v) for v in lines[0])
+        num_folds, per_fold = (int(v) for v in numbered[0][1])
     except (IndexError, ValueError):
         raise SynfaceError(f"{pairs_file}: first line must be '<folds> <pairs per class per fold>'") from None
-    body = lines[1:]
+    linenos = [n for n, _ in numbered[1:]]
+    body = [fields for _, fields in numbered[1:]]
     if len(body) != num_folds * per_fold * 2:
         raise SynfaceError(f"{pairs_file}: header promises {num_folds * per_fold * 2} pairs, found {len(body)}")
     index = _Indexer()
@@ -85,7 +87,7 @@ def load_lfw_pairs(folder: str | Path, name: str = "lfw") -> PairList:
         suffix = _image_suffix(folder / "images", body[0][0], int(body[0][1])) if body else ".jpg"
     except (IndexError, ValueError):
         suffix = ".jpg"
-    for lineno, fields in enumerate(body, 2):
+    for lineno, fields in zip(linenos, body):
         try:
             if len(fields) == 3:
                 a = lfw_image_path(fields[0], int(fields[1]), suffix)
@@ -123,7 +125,7 @@ def load_pair_csv(path: str | Path) -> PairList:
         raise DataNotFoundError(f"pairs CSV not found: {path}")
     index = _Indexer()
     pairs, same, folds = [], [], []
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM is no header error
         reader = csv.DictReader(fh)
         expected = ["fold", "path1", "path2", "same"]
         if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != expected:

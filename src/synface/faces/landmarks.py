@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,12 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataNotFoundError(f"landmark file not found: {path}")
     table: dict[str, np.ndarray] = {}
-    with path.open() as fh:
+    # Ordinary variations: a BOM, CRLF line ends, commas or tabs between values, # comments.
+    with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
-            fields = line.split()
+            if line.lstrip().startswith("#"):
+                continue
+            fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
             if not fields:
                 continue
             if len(fields) != 11:
