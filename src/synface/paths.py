@@ -35,3 +35,15 @@ def cache_root() -> Path:
     root = Path(os.environ.get("SYNFACE_CACHE", "cache")).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def config_dir(kind: str) -> Path:
+    """The packaged configs of ``kind`` (train, datasets, ab): package data under
+    ``synface/configs/``, found through importlib.resources, so an installed wheel has them
+    as a source checkout does."""
+    from importlib.resources import files
+
+    folder = Path(str(files("synface").joinpath("configs", kind)))
+    if not folder.is_dir():
+        raise DataNotFoundError(f"packaged configs missing: {folder} (a broken install?)")
+    return folder

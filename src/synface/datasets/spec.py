@@ -21,10 +21,11 @@ from synface.facemodel.learned import APPEARANCE_MODES, DEFAULT_APPEARANCE
 from synface.faces.align import RENDER_ALIGNMENTS
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
+from synface.paths import config_dir
 from synface.render.background import BACKGROUND_STYLES
 from synface.seeding import namespace_id, sample_rng
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "datasets"
+CONFIG_DIR = config_dir("datasets")
 
 
 @dataclass

@@ -29,14 +29,14 @@ from synface.config import ConfigError, from_dict, key_dict, load_yaml, to_dict
 from synface.datasets.build import generator_config
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError, SynfaceError
-from synface.experiments.appearance_ab import AB_OVERRIDES
 from synface.datasets.real import import_identity_folder
+from synface.experiments.appearance_ab import AB_OVERRIDES
 from synface.experiments.demo import generate_train_evaluate, train_evaluate
 from synface.generate.generator import generator_signature
-from synface.paths import data_path
+from synface.paths import config_dir, data_path
 from synface.train.config import load_train_config
 
-LEVER_DIR = Path(__file__).resolve().parents[3] / "configs" / "ab"
+LEVER_DIR = config_dir("ab")
 
 
 @dataclass

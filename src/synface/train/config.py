@@ -13,9 +13,10 @@ from pathlib import Path
 from synface.config import ConfigError, from_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.models.heads import MarginConfig
+from synface.paths import config_dir
 from synface.runtime import check_setting, parse_precision
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+CONFIG_DIR = config_dir("train")
 
 
 @dataclass
