@@ -67,6 +67,7 @@ def align(
 def evaluate(
     benchmark: str = typer.Option("lfw", help="lfw, a folder with pairs.txt + images/, or a pairs CSV."),
     checkpoint: Optional[Path] = typer.Option(None, help="A synface checkpoint to score."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="An ONNX model (from `synface export-model`) to score."),
     backbone: Optional[str] = typer.Option(None, help="Backbone name (with --random-init)."),
     random_init: bool = typer.Option(False, "--random-init", help="Score an untrained backbone (a floor)."),
     input_size: str = typer.Option("112x96", help="Crop size for --random-init."),
@@ -91,9 +92,18 @@ def evaluate(
 
     try:
         dev = resolve_device(device)
-        if (checkpoint is None) == (not random_init):
-            raise SynfaceError("give exactly one of --checkpoint PATH or --backbone NAME --random-init")
-        if checkpoint is not None:
+        if sum((checkpoint is not None, onnx is not None, random_init)) != 1:
+            raise SynfaceError("give exactly one of --checkpoint PATH, --onnx PATH or --backbone NAME --random-init")
+        options = {"amp": True if amp else precision}
+        if onnx is not None:
+            from synface.models.onnx import OnnxBackbone
+
+            model = OnnxBackbone(onnx)
+            size, name = model.input_size, model.name
+            # onnxruntime runs the graph as exported: fp32, no torch.compile, no layout change
+            options = {"amp": "fp32", "compile": False, "channels_last": False}
+            dev = torch.device("cpu")
+        elif checkpoint is not None:
             model, spec = load_backbone(checkpoint, dev)
             size = tuple(spec["input_size"])
             name = spec["name"]
@@ -103,15 +113,32 @@ def evaluate(
             torch.manual_seed(seed)
             size = parse_size(input_size)
             model, name = get_backbone(backbone, size), backbone
-        result = evaluate_model(model, benchmark, size, grayscale, flip, batch_size, dev, amp=True if amp else precision)
+        result = evaluate_model(model, benchmark, size, grayscale, flip, batch_size, dev, **options)
     except (SynfaceError, ValueError) as exc:
         _fail(exc)
-    result.update(model=name, checkpoint=str(checkpoint) if checkpoint else None)
+    result.update(model=name, checkpoint=str(checkpoint) if checkpoint else None, onnx=str(onnx) if onnx else None)
     console.print(f"precision {result['precision']}: {result['runtime']['reasons']['precision']}")
     print_result(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command("export-model")
+def export_model(
+    checkpoint: Path = typer.Option(..., help="A synface checkpoint."),
+    out: Path = typer.Option(..., help="The ONNX file to write (dynamic batch)."),
+) -> None:
+    """Export a checkpoint's backbone to ONNX and check it against PyTorch with onnxruntime."""
+    from synface.models.onnx import export_onnx
+
+    try:
+        report = export_onnx(checkpoint, out)
+    except SynfaceError as exc:
+        _fail(exc)
+    console.print(f"wrote {_escape(str(out))}: {report['backbone']} at {report['input_size'][0]}x{report['input_size'][1]}, "
+                  f"opset {report['opset']}; onnxruntime vs PyTorch on {report['checked_batch']} crops: "
+                  f"max |diff| {report['max_abs_diff']:.2e}, min cosine {report['min_cosine']:.6f}")
 
 
 @app.command()

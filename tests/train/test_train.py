@@ -161,3 +161,16 @@ def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_sy
     assert trainer.lr_at(steps - 1) == pytest.approx(0.0005)
     resumed = Trainer(cfg, tiny_synthetic, tmp_path / "fit", progress=False)
     assert resumed.run(resume=True)["steps"] == steps  # a fitted run resumes to its fitted length
+
+
+def test_training_writes_tensorboard_events_beside_metrics(tiny_synthetic, tmp_path):
+    pytest.importorskip("tensorboard", reason="optional: pip install synface[tensorboard]")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    Trainer(config(), tiny_synthetic, out, progress=False).run()
+    events = EventAccumulator(str(out))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4, 5, 6, 7, 8] and (out / "metrics.csv").is_file()
+    assert "train/lr" in events.Tags()["scalars"]

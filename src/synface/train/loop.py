@@ -181,6 +181,7 @@ class Trainer:
         self.fit: dict | None = None
         self.history: list[dict] = []
         self.train_seconds = 0.0
+        self._tensorboard = None  # SummaryWriter once used; False when tensorboard is absent
 
     # ---- setup -------------------------------------------------------------------------------
     def _check_datasets(self, data: Path, real: Path | None) -> None:
@@ -437,6 +438,7 @@ class Trainer:
                           "lr": self.lr_at(step), "loss": mean_over_ranks(loss, self.dist, self.device),
                           "psi": self.psi_at(step), "img_per_s": window_images / max(elapsed, 1e-9)}
                 self.history.append(record)
+                self._log_scalars(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['img_per_s']:.0f}")
                 window_start, window_images = time.perf_counter(), 0
             epoch_done = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
@@ -458,6 +460,9 @@ class Trainer:
         if self.dist.is_main:
             (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
             self._plot()
+            if self._tensorboard:
+                self._tensorboard.close()
+                self._tensorboard = None
         barrier(self.dist)
         return summary
 
@@ -541,6 +546,7 @@ class Trainer:
                           self.runtime.channels_last)
         record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), **result}
         self.history.append(record)
+        self._log_scalars(record)
         tqdm.write(f"epoch {record['epoch']:.2f}: synthetic validation accuracy {100 * result['val_accuracy']:.2f} %")
 
     # ---- reporting ---------------------------------------------------------------------------
@@ -594,5 +600,26 @@ class Trainer:
         plt.close(fig)
 
     def close(self) -> None:
+        if self._tensorboard:
+            self._tensorboard.close()
         shutdown(self.dist)
+
+    def _log_scalars(self, record: dict) -> None:
+        """The record's numbers as TensorBoard scalars (event files beside metrics.csv) when
+        the ``tensorboard`` package is installed; main process only."""
+        if not self.dist.is_main or self._tensorboard is False:
+            return
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional: synface[tensorboard]
+                self._tensorboard = False
+                return
+            # purge_step: a resumed run drops the events a killed run logged after its checkpoint
+            self._tensorboard = SummaryWriter(log_dir=str(self.out), purge_step=self.step)
+        for key, value in record.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                group = "validation" if key.startswith("val_") else "train"
+                self._tensorboard.add_scalar(f"{group}/{key}", value, record["step"])
+        self._tensorboard.flush()
 
