@@ -65,7 +65,8 @@ def align(
 
 @app.command()
 def evaluate(
-    benchmark: str = typer.Option("lfw", help="lfw, a folder with pairs.txt + images/, or a pairs CSV."),
+    benchmark: str = typer.Option("lfw", help="lfw, a folder with pairs.txt + images/, a pairs CSV or an "
+                                              "insightface .bin; several, comma-separated, print their average."),
     checkpoint: Optional[Path] = typer.Option(None, help="A synface checkpoint to score."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="An ONNX model (from `synface export-model`) to score."),
     backbone: Optional[str] = typer.Option(None, help="Backbone name (with --random-init)."),
@@ -113,15 +114,25 @@ def evaluate(
             torch.manual_seed(seed)
             size = parse_size(input_size)
             model, name = get_backbone(backbone, size), backbone
-        result = evaluate_model(model, benchmark, size, grayscale, flip, batch_size, dev, **options)
+        names = [b.strip() for b in benchmark.split(",") if b.strip()]
+        from synface.datasets.pairs import load_benchmark
+
+        benches = [load_benchmark(b) for b in names]  # every set read before any is scored
+        results = [evaluate_model(model, bench, size, grayscale, flip, batch_size, dev, **options) for bench in benches]
     except (SynfaceError, ValueError) as exc:
         _fail(exc)
-    result.update(model=name, checkpoint=str(checkpoint) if checkpoint else None, onnx=str(onnx) if onnx else None)
-    console.print(f"precision {result['precision']}: {result['runtime']['reasons']['precision']}")
-    print_result(result)
+    for result in results:
+        result.update(model=name, checkpoint=str(checkpoint) if checkpoint else None, onnx=str(onnx) if onnx else None)
+    console.print(f"precision {results[0]['precision']}: {results[0]['runtime']['reasons']['precision']}")
+    if len(results) == 1:
+        record = results[0]
+        print_result(record)
+    else:
+        record = {"benchmarks": results, "average_accuracy": sum(r["accuracy_mean"] for r in results) / len(results)}
+        print_results(results, record["average_accuracy"])
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        json_out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 @app.command("export-model")
@@ -526,6 +537,18 @@ def print_result(result: dict) -> None:
         f"{100 * result['tar_at_far_1e-2']:.2f} %",
         f"{result['seconds']:.1f}",
     )
+    Console().print(table)
+
+
+def print_results(results: list[dict], average: float) -> None:
+    """One row per benchmark and their mean accuracy, as papers report insightface's sets."""
+    table = Table(title=f"{len(results)} benchmarks")
+    for col in ("benchmark", "pairs", "accuracy", "AUC", "TAR@FAR=1e-3"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r["benchmark"], str(r["pairs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %",
+                      f"{r['auc']:.4f}", f"{100 * r['tar_at_far_1e-3']:.2f} %")
+    table.add_row("average", "", f"{100 * average:.2f} %", "", "")
     Console().print(table)
 
 

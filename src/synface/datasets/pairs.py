@@ -1,4 +1,5 @@
-"""Verification benchmarks as pair lists: LFW's ``pairs.txt`` and a generic CSV format.
+"""Verification benchmarks as pair lists: LFW's ``pairs.txt``, a generic CSV format and
+insightface's ``.bin`` validation sets (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin`` ...).
 
 A benchmark names its images once (``images``) and its pairs as index pairs into that list,
 so each image is aligned and embedded once however many pairs use it.
@@ -27,6 +28,9 @@ class PairList:
     same: np.ndarray  # (P,) bool
     folds: np.ndarray  # (P,) int, 0-based
     landmarks_file: Path | None  # 5-point landmarks of the raw images, if known
+    # Already aligned 112x112 crops (ArcFace template), (N, 112, 112, 3) uint8: insightface
+    # .bin sets ship these instead of raw images; ``images`` then only names them.
+    crops: np.ndarray | None = None
 
     @property
     def num_folds(self) -> int:
@@ -170,7 +174,43 @@ def load_benchmark(spec: str) -> PairList:
         return load_lfw_pairs(path, name=path.name)
     if path.suffix.lower() == ".csv":
         return load_pair_csv(path)
+    if path.suffix.lower() == ".bin":
+        return load_insightface_bin(path)
     raise SynfaceError(
         f"unknown benchmark {spec!r}: use one of {', '.join(NAMED_BENCHMARKS)}, "
-        "a folder holding pairs.txt and images/, or a pairs CSV (fold,path1,path2,same)"
+        "a folder holding pairs.txt and images/, a pairs CSV (fold,path1,path2,same) or an insightface .bin"
     )
+
+
+def load_insightface_bin(path: str | Path, folds: int = 10) -> PairList:
+    """An insightface validation set: a pickle of (encoded images, issame) where images 2i and
+    2i + 1 form pair i, already aligned to the 112x112 ArcFace template. Folds are
+    insightface's: ``folds`` consecutive blocks of pairs (sklearn's KFold without shuffling)."""
+    import pickle
+
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"insightface .bin benchmark not found: {path}")
+    try:
+        with path.open("rb") as fh:
+            images, issame = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # pickle raises many types on a file that is not one
+        raise SynfaceError(f"{path}: not an insightface .bin (a pickle of images and issame): {exc}") from None
+    issame = np.asarray(list(issame), dtype=bool)
+    if len(images) != 2 * len(issame) or not len(issame):
+        raise SynfaceError(f"{path}: {len(images)} images for {len(issame)} pairs; expected two images a pair")
+    crops = np.empty((len(images), 112, 112, 3), np.uint8)
+    for i, data in enumerate(images):
+        buffer = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), np.uint8)
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SynfaceError(f"{path}: image {i} cannot be decoded")
+        if bgr.shape[:2] != (112, 112):
+            bgr = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_AREA)
+        crops[i] = bgr[..., ::-1]
+    pairs = np.arange(len(images)).reshape(-1, 2)
+    fold_of = np.concatenate([np.full(len(block), k) for k, block in enumerate(np.array_split(np.arange(len(pairs)), folds))])
+    return PairList(name=path.stem, image_root=path.parent, images=[f"{path.name}#{i}" for i in range(len(images))],
+                    pairs=pairs, same=issame, folds=fold_of.astype(np.int64), landmarks_file=None, crops=crops)

@@ -46,10 +46,13 @@ def evaluate_model(
     # of crops: LFW's 7,701 embed 17-19 % faster end to end (benchmarks/evaluate_lfw.py).
     plan = plan_runtime(device, amp, compile=compile, channels_last=channels_last,
                         long_run=len(bench.images) >= EMBED_COMPILE_MIN_IMAGES)
-    crops, counts = aligned_crops(
-        bench.image_root, bench.images, input_size, bench.landmarks_file, grayscale,
-        device=str(device), desc=f"align {bench.name}",
-    )
+    if bench.crops is not None:
+        crops, counts = realign_arcface_crops(bench.crops, input_size, grayscale), {"aligned_112x112": len(bench.crops)}
+    else:
+        crops, counts = aligned_crops(
+            bench.image_root, bench.images, input_size, bench.landmarks_file, grayscale,
+            device=str(device), desc=f"align {bench.name}",
+        )
     aligned = time.perf_counter()
     embeddings = embed_crops(
         model, crops, batch_size, flip, device, plan.channels_last, plan.precision, desc=f"embed {bench.name}",
@@ -72,3 +75,16 @@ def evaluate_model(
         seconds=time.perf_counter() - start,
     )
     return result
+
+
+def realign_arcface_crops(crops: np.ndarray, size: tuple[int, int], grayscale: bool = False) -> np.ndarray:
+    """112x112 ArcFace-aligned crops (insightface .bin) in our template at ``size``: each crop
+    is aligned as an image whose 5 points are the ArcFace template (for 112x96 that is a
+    plain crop of the middle 96 columns)."""
+    from synface.faces.align import align_face
+    from synface.faces.templates import template
+    from synface.imageio import to_gray3
+
+    points = template((112, 112))
+    out = np.stack([align_face(c, points, size) for c in crops])
+    return np.stack([to_gray3(c) for c in out]) if grayscale else out
