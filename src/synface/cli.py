@@ -251,7 +251,8 @@ def syn_lfw(
 
 @app.command("import-real")
 def import_real(
-    src: Path = typer.Argument(..., help="Identity folders <person>/<image> (e.g. celeba-299)."),
+    src: Path = typer.Argument(..., help="Identity folders <person>/<image> (e.g. celeba-299), or an "
+                                         "insightface folder (train.rec + train.idx)."),
     out: Path = typer.Option(..., help="Dataset directory to write."),
     size: str = typer.Option("112x96"),
     grayscale: bool = typer.Option(False, "--grayscale"),
@@ -273,19 +274,23 @@ def import_real(
 def export(
     dataset: Path = typer.Argument(..., help="A synface dataset directory."),
     out: Path = typer.Option(..., help="Output folder."),
-    format: str = typer.Option("imagefolder", help="imagefolder: <class>/<index>.png"),
+    format: str = typer.Option("imagefolder", help="imagefolder: <class>/<index>.png; insightface: train.rec, "
+                                                    "train.idx, property (arcface_torch's MXFaceDataset)."),
+    image_format: str = typer.Option("jpg", help="insightface: jpg (quality 95, as insightface's sets) or png."),
 ) -> None:
-    """Write a dataset as plain image files for other tools."""
+    """Write a dataset for other tools: image folders, or insightface's RecordIO training set."""
+    from synface.datasets.recordio import export_insightface
     from synface.datasets.stats import export_imagefolder
     from synface.datasets.storage import ShardedDataset
 
-    if format != "imagefolder":
-        _fail(SynfaceError(f"unknown export format {format!r}; known: imagefolder"))
+    if format not in ("imagefolder", "insightface"):
+        _fail(SynfaceError(f"unknown export format {format!r}; known: imagefolder, insightface"))
     try:
-        count = export_imagefolder(ShardedDataset(dataset), out)
+        ds = ShardedDataset(dataset)
+        count = export_imagefolder(ds, out) if format == "imagefolder" else export_insightface(ds, out, image_format)["images"]
     except SynfaceError as exc:
         _fail(exc)
-    console.print(f"wrote {count} images under {out}")
+    console.print(f"wrote {count} images under {_escape(str(out))}")
 
 
 @app.command()

@@ -1,5 +1,6 @@
-"""Real identity folders (``<person>/<image>``, e.g. celeba-299) in the synthetic storage
-format, so real and synthetic data go through one loader (domain mixup, real-only runs)."""
+"""Real identity folders (``<person>/<image>``, e.g. celeba-299) or insightface training
+folders (``train.rec`` / ``train.idx``) in the synthetic storage format, so real and synthetic
+data go through one loader (domain mixup, real-only runs)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from synface.datasets.identity_folder import scan_identity_folder
+from synface.datasets.recordio import is_insightface_folder, read_insightface
 from synface.datasets.storage import meta_dtype, write_dataset_info, write_shard
 from synface.errors import SynfaceError
+from synface.faces.align import from_arcface_112
 from synface.faces.pipeline import aligned_crops
 from synface.faces.templates import parse_size
 from synface.locks import folder_lock
@@ -34,9 +37,34 @@ def import_identity_folder(
     out = Path(out)
     if (out / "dataset.json").exists():
         raise SynfaceError(f"{out} already holds a dataset; delete it or choose another --out")
+    if is_insightface_folder(src):
+        with folder_lock(out, "the imported shards"):
+            return _import_insightface(Path(src), out, size, grayscale, min_images, max_identities, max_per_identity,
+                                       shard_size)
     folder = scan_identity_folder(src, min_images=min_images)
     with folder_lock(out, "the imported shards"):
         return _import(folder, src, out, size, grayscale, max_identities, max_per_identity, shard_size)
+
+
+def _import_insightface(src: Path, out: Path, size, grayscale, min_images, max_identities, max_per_identity,
+                        shard_size) -> dict:
+    """An insightface training folder (train.rec / train.idx): its 112x112 crops re-aligned to
+    our template at ``size``."""
+    crops, labels = read_insightface(src)
+    counts = np.bincount(labels)
+    keep = counts[labels] >= min_images
+    crops, labels = crops[keep], labels[keep]
+    order = np.argsort(labels, kind="stable")
+    crops, labels = crops[order], labels[order]
+    chosen = _subset(labels, max_identities, max_per_identity)
+    crops, labels = crops[chosen], labels[chosen]
+    classes = [f"{c}" for c in np.unique(labels)]
+    labels = np.searchsorted(np.unique(labels), labels)
+    h, w = parse_size(size)
+    aligned = from_arcface_112(crops, (h, w), grayscale)
+    sources = [f"train.rec#{i}" for i in range(len(labels))]
+    return _write_real(out, src, aligned, labels, classes, sources, (h, w), grayscale,
+                       {"insightface_rec": len(labels)}, [], shard_size)
 
 
 def _import(folder, src, out: Path, size, grayscale, max_identities, max_per_identity, shard_size) -> dict:
@@ -61,6 +89,13 @@ def _import(folder, src, out: Path, size, grayscale, max_identities, max_per_ide
             raise SynfaceError(f"{folder.root}: no readable image")
     classes = [classes[c] for c in np.unique(labels)]
     labels = np.searchsorted(np.unique(labels), labels)  # a person whose every photo failed leaves no gap
+    return _write_real(out, src, crops, labels, classes, paths, (h, w), grayscale, counts, skipped, shard_size)
+
+
+def _write_real(out: Path, src, crops: np.ndarray, labels: np.ndarray, classes: list[str], paths: list[str],
+                size: tuple[int, int], grayscale: bool, counts: dict, skipped: list, shard_size: int) -> dict:
+    """Shards, manifest and dataset.json of aligned real crops with their classes."""
+    h, w = size
     num_shards = int(np.ceil(len(paths) / shard_size))
     dtype = meta_dtype(0, 0, 0)
     rows = []

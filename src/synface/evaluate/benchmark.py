@@ -11,6 +11,7 @@ from torch import nn
 from synface.datasets.pairs import PairList, load_benchmark
 from synface.evaluate.embed import embed_crops
 from synface.evaluate.verification import verification_metrics
+from synface.faces.align import from_arcface_112
 from synface.faces.pipeline import aligned_crops
 from synface.runtime import plan_runtime
 
@@ -47,7 +48,7 @@ def evaluate_model(
     plan = plan_runtime(device, amp, compile=compile, channels_last=channels_last,
                         long_run=len(bench.images) >= EMBED_COMPILE_MIN_IMAGES)
     if bench.crops is not None:
-        crops, counts = realign_arcface_crops(bench.crops, input_size, grayscale), {"aligned_112x112": len(bench.crops)}
+        crops, counts = from_arcface_112(bench.crops, input_size, grayscale), {"aligned_112x112": len(bench.crops)}
     else:
         crops, counts = aligned_crops(
             bench.image_root, bench.images, input_size, bench.landmarks_file, grayscale,
@@ -76,15 +77,3 @@ def evaluate_model(
     )
     return result
 
-
-def realign_arcface_crops(crops: np.ndarray, size: tuple[int, int], grayscale: bool = False) -> np.ndarray:
-    """112x112 ArcFace-aligned crops (insightface .bin) in our template at ``size``: each crop
-    is aligned as an image whose 5 points are the ArcFace template (for 112x96 that is a
-    plain crop of the middle 96 columns)."""
-    from synface.faces.align import align_face
-    from synface.faces.templates import template
-    from synface.imageio import to_gray3
-
-    points = template((112, 112))
-    out = np.stack([align_face(c, points, size) for c in crops])
-    return np.stack([to_gray3(c) for c in out]) if grayscale else out

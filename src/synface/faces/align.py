@@ -61,3 +61,14 @@ def align_face(
     # Faces are usually enlarged here (LFW eyes are ~24 px apart, the template's 35 px):
     # bilinear is right for that; border pixels replicate so no black wedges enter training.
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def from_arcface_112(crops: np.ndarray, size: str | tuple[int, int], grayscale: bool = False) -> np.ndarray:
+    """112x112 ArcFace-aligned crops (insightface .bin / .rec) in our template at ``size``:
+    each is aligned as an image whose 5 points are the ArcFace template (for 112x96 that is
+    exactly the middle 96 columns)."""
+    from synface.imageio import to_gray3
+
+    points = template((112, 112))
+    out = np.stack([align_face(c, points, size) for c in crops]) if len(crops) else np.zeros((0, *parse_size(size), 3), np.uint8)
+    return np.stack([to_gray3(c) for c in out]) if grayscale and len(out) else out
