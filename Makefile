@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(PIP) install -q "$(TORCH_SPEC)"; fi
-	$(PIP) install -q -e ".[test,judge,onnx,tensorboard]"
+	$(PIP) install -q -e ".[test,judge,onnx,tensorboard,ray]"
 	# MTCNN weights ship as data files in this wheel; its own code (old torch, torchvision) is never used.
 	$(PIP) install -q --no-deps "$(FACENET_SPEC)"
 	touch $@

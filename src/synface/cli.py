@@ -192,6 +192,9 @@ def generate(
     width: Optional[int] = typer.Option(None, min=1, help="Total identities (groups keep their proportions)."),
     depth: Optional[int] = typer.Option(None, min=1, help="Images per identity (balanced specs)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep finished shards of an earlier run."),
+    ray: bool = typer.Option(False, "--ray", help="One Ray task per shard (a local cluster unless --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join: auto (the running one) or an address; "
+                                                        "--out must be on a filesystem every node shares."),
 ) -> None:
     """Generate a synthetic dataset: sharded, resumable, identical bytes whatever the split."""
     from synface.datasets.build import ShardSelection, generate_dataset
@@ -203,7 +206,9 @@ def generate(
             f"{resolved.name}: {resolved.num_identities} identities, {resolved.num_images} images, "
             f"{resolved.num_shards} shards, mixup {resolved.mixup}, varying {', '.join(resolved.sampler.vary) or 'nothing'}"
         )
-        summary = generate_dataset(resolved, out, workers=workers, shards=ShardSelection.parse(shard), resume=resume)
+        address = (ray_address or "local") if ray or ray_address else None
+        summary = generate_dataset(resolved, out, workers=workers, shards=ShardSelection.parse(shard), resume=resume,
+                                   ray_address=address)
     except SynfaceError as exc:
         _fail(exc)
     state = "complete" if summary["complete"] else "partial (other shards still missing; see `synface merge`)"

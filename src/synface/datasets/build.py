@@ -160,8 +160,15 @@ def generate_dataset(
     shards: ShardSelection = ShardSelection(),
     resume: bool = True,
     progress: bool = True,
+    ray_address: str | None = None,
+    ray_task=None,
 ) -> dict:
     """Make the selected shards of ``spec`` under ``out``; finish the dataset when all exist.
+
+    ``ray_address``: render one Ray task per shard on a Ray cluster ("local" starts one on
+    this machine, "auto" joins the running one, or an address); ``out`` must then be on a
+    filesystem every node shares. Lost tasks are retried; bytes equal a one-process run.
+    ``ray_task`` replaces the task function (tests inject faults with it).
 
     Returns a summary: shards made now, skipped (already there), and whether the dataset is
     complete.
@@ -170,10 +177,11 @@ def generate_dataset(
     if not resume and root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
         raise SynfaceError(f"{root} is not empty and --no-resume was given")
     with folder_lock(root, "its shards"):
-        return _generate_locked(spec, root, workers, shards, progress)
+        return _generate_locked(spec, root, workers, shards, progress, ray_address, ray_task)
 
 
-def _generate_locked(spec: DatasetSpec, root: Path, workers: int, shards: ShardSelection, progress: bool) -> dict:
+def _generate_locked(spec: DatasetSpec, root: Path, workers: int, shards: ShardSelection, progress: bool,
+                     ray_address: str | None = None, ray_task=None) -> dict:
     prepare_output(root, spec)
     plan = plan_images(spec)
     mine = [k for k in range(spec.num_shards) if shards.picks(k)]
@@ -193,7 +201,9 @@ def _generate_locked(spec: DatasetSpec, root: Path, workers: int, shards: ShardS
         smoothing=0.1,
     )
     with bar:
-        if workers <= 1 or len(todo) <= 1:
+        if ray_address is not None:
+            _render_with_ray(spec, root, todo, sizes, bar, ray_address, ray_task or ray_shard_task)
+        elif workers <= 1 or len(todo) <= 1:
             generator = make_generator(spec) if todo else None
             for k in todo:
                 _make_shard(generator, spec, plan, root, k)
@@ -239,6 +249,47 @@ def _worker_init(spec: DatasetSpec) -> None:
 def _worker_shard(root: str, k: int) -> int:
     _make_shard(_WORKER["generator"], _WORKER["spec"], _WORKER["plan"], Path(root), k)
     return k
+
+
+# Ray retries a task whose worker died (a lost node, an OOM kill) this many times.
+RAY_RETRIES = 3
+
+
+def ray_shard_task(spec: DatasetSpec, root: str, k: int) -> int:
+    """One shard, in a Ray worker: the worker keeps its generator between the tasks it runs.
+    A task killed mid-shard leaves only ``*.tmp`` files (writes are atomic), so a retry
+    writes the same bytes."""
+    if _WORKER.get("spec") != spec:
+        _worker_init(spec)
+    return _worker_shard(root, k)
+
+
+def _render_with_ray(spec: DatasetSpec, root: Path, todo: list[int], sizes: dict, bar, address: str, task) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SynfaceError("--ray needs `pip install ray` (synface[ray])") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(task)
+        pending = {remote.remote(spec, str(root), k): k for k in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    cause = getattr(exc, "cause", None)
+                    why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc).strip().splitlines()[-1]
+                    raise SynfaceError(f"shard {pending[ref]} failed on Ray (after up to {RAY_RETRIES} retries "
+                                       f"of a lost worker): {why}") from None
+                bar.update(sizes[pending.pop(ref)])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ---- finishing and merging -------------------------------------------------------------------
