@@ -17,6 +17,7 @@ from synface.datasets.build import ShardSelection, generate_dataset, merge_datas
 from synface.datasets.spec import load_spec
 from synface.datasets.storage import shard_files, verify_dataset
 from synface.locks import LOCK_NAME
+from helpers import tree_bytes
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -31,10 +32,6 @@ TRAIN_SET = ["--set", "backbone=mobilefacenet", "--set", "input_size=56x48", "--
              "--set", "compile=false", "--set", "amp=false", "--set", "workers=0", "--set", "validation.identities=0",
              "--set", "optim.epochs=6", "--set", "optim.milestones=[4]", "--set", "log_every=1"]
 
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != LOCK_NAME}
 
 
 @pytest.fixture(scope="module")

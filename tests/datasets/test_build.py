@@ -15,6 +15,7 @@ from synface.datasets.build import ShardSelection, generate_dataset, make_genera
 from synface.datasets.spec import load_spec, plan_images
 from synface.datasets.storage import CorruptShardError, ShardedDataset, collate_batch, shard_files
 from synface.errors import SynfaceError
+from helpers import tree_bytes
 
 TINY = """name: tiny
 identities: 6
@@ -23,9 +24,6 @@ mixup: syn3
 shard_size: 8
 """
 
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

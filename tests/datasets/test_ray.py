@@ -11,16 +11,13 @@ import pytest
 from synface.datasets.build import generate_dataset, ray_shard_task
 from synface.datasets.spec import DatasetSpec
 from synface.datasets.storage import shard_files
+from helpers import tree_bytes
 
 ray = pytest.importorskip("ray", reason="optional: pip install synface[ray]")
 # Ray workers cannot import this test module: its fault-injecting task travels by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 SPEC = DatasetSpec(name="ray", identities=6, samples=4, mixup="syn3", shard_size=4)
 
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != ".synface.lock"}
 
 
 def dies_once_mid_shard(spec, root, k):

@@ -22,6 +22,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,16 +73,25 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb", kept: str = "files written before it are intact"):
+    """An open file that becomes ``path`` only when the block ends without error (written to
+    ``path.tmp``, fsynced, renamed); on a failed write the temporary file goes and the error
+    names ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
     except OSError as exc:
-        raise cannot_write(path, exc, tmp, kept="files written before it are intact") from None
+        raise cannot_write(path, exc, tmp, kept=kept) from None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as fh:
+        fh.write(data)
 
 
 def write_shard(root: Path, index: int, images: np.ndarray, meta: np.ndarray) -> None:
@@ -216,19 +226,11 @@ def write_dataset_info(root: Path, info: dict, manifest_rows: Iterable[dict]) ->
     rows = iter(manifest_rows)
     first = next(rows, None)
     if first is not None:
-        path = root / "manifest.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(first), lineterminator="\n")
-                writer.writeheader()
-                writer.writerow(first)
-                writer.writerows(rows)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
-        except OSError as exc:
-            raise cannot_write(path, exc, tmp, kept="the shards are intact; rerun to finish the dataset") from None
+        with atomic_file(root / "manifest.csv", "w", kept="the shards are intact; rerun to finish the dataset") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(first), lineterminator="\n")
+            writer.writeheader()
+            writer.writerow(first)
+            writer.writerows(rows)
     info = {"format": FORMAT_VERSION, **info}
     _atomic_write(root / "dataset.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
 
