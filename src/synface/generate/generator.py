@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from synface.errors import SynfaceError
 from synface.facemodel.learned import DEFAULT_APPEARANCE, basis_fingerprint, build_appearance
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
 from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
-from synface.errors import SynfaceError
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.seeding import hair_rng, identity_rng, sample_rng
