@@ -95,3 +95,14 @@ def test_report_names_the_default_and_reads_dlib_figures():
     assert "equal **baseline**" in text and "better (+3.00)" in text and "Inside the spread (not a result): same" in text
     assert ab._dlib({"inter": 0.7, "intra": 0.4, "far_at_0.6": 0.15}) == "0.700 / 0.400 / 15.0 %"
     assert ab._dlib(None) == "n/a"
+
+
+def test_how_far_compares_the_best_synthetic_row_with_the_goal_and_real_photos():
+    dlib = lambda far, inter: {"far_at_0.6": far, "inter": inter, "intra": 0.4}  # noqa: E731
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.77, "lfw_std": 0.01, "dlib": dlib(0.16, 0.68)},
+            {"lever": "x", "data": "synthetic", "lfw_mean": 0.79, "lfw_std": 0.01, "dlib": dlib(0.12, 0.70)},
+            {"lever": "real", "data": "celeba-299", "lfw_mean": 0.85, "lfw_std": 0.01, "dlib": dlib(0.004, 0.85)}]
+    text = ab.how_far({"rows": rows, "default": "baseline"})
+    assert "**x**, 79.00 ± 1.00 % (short of the 85 % goal by 6.00 points)" in text
+    assert "+6.00 points above it" in text and "12.0-16.0 %" in text and "0.4 % (0.850)" in text
+    assert "largest LFW change of any synthetic lever against the default is +2.00 points (x)" in text

@@ -268,8 +268,52 @@ def render_report(summary: dict) -> str:
         "",
         default_decision(summary),
         "",
+        "## How far it got",
+        "",
+        how_far(summary),
+        "",
     ]
     return "\n".join(lines)
+
+
+GOAL = 0.85  # issue 18: synthetic-only LFW at the A/B budget
+
+
+def how_far(summary: dict) -> str:
+    """The best synthetic row against the goal and the real rows, and what dlib's view of the
+    people says about the gap (measured figures only)."""
+    rows = [r for r in summary["rows"] if r["lfw_mean"] is not None]
+    synthetic = [r for r in rows if r["data"] == "synthetic"]
+    real = [r for r in rows if r["data"] != "synthetic"]
+    if not synthetic:
+        return "No synthetic row has been scored yet."
+    best = max(synthetic, key=lambda r: r["lfw_mean"])
+    text = [f"Best synthetic row: **{best['lever']}**, {_pct(best['lfw_mean'])} ± {_pct(best['lfw_std'])} % "
+            f"({'meets' if best['lfw_mean'] >= GOAL else 'short of'} the {100 * GOAL:.0f} % goal by "
+            f"{abs(100 * (best['lfw_mean'] - GOAL)):.2f} points)."]
+    if real:
+        top = max(real, key=lambda r: r["lfw_mean"])
+        text.append(f"The same budget of real photos ({top['lever']}): {_pct(top['lfw_mean'])} %, "
+                    f"{100 * (top['lfw_mean'] - best['lfw_mean']):+.2f} points above it.")
+    spread = [100 * r["lfw_mean"] for r in synthetic]
+    text.append(f"Across the {len(synthetic)} synthetic rows LFW spans {min(spread):.2f}-{max(spread):.2f} %.")
+    judged = [r for r in synthetic if r.get("dlib")]
+    judged_real = [r for r in real if r.get("dlib")]
+    if judged and judged_real:
+        far = [100 * r["dlib"]["far_at_0.6"] for r in judged]
+        inter = [r["dlib"]["inter"] for r in judged]
+        ref = judged_real[0]["dlib"]
+        text.append(
+            f"dlib's real-trained recogniser would take {min(far):.1f}-{max(far):.1f} % of different-person pairs of "
+            f"the synthetic rows' people for one person (inter-identity distance {min(inter):.3f}-{max(inter):.3f}), "
+            f"against {100 * ref['far_at_0.6']:.1f} % ({ref['inter']:.3f}) for the real photos.")
+    base = next((r for r in synthetic if r["lever"] == summary.get("default")), None)
+    if base is not None and len(synthetic) > 1:
+        moves = [(100 * (r["lfw_mean"] - base["lfw_mean"]), r["lever"]) for r in synthetic if r is not base]
+        largest = max(moves, key=lambda m: abs(m[0]))
+        text.append(f"The largest LFW change of any synthetic lever against the default is {largest[0]:+.2f} points "
+                    f"({largest[1]}).")
+    return " ".join(text)
 
 
 def default_decision(summary: dict) -> str:
