@@ -518,12 +518,16 @@ def ab(
     report: Path = typer.Option(Path("reports/transfer"), help="Report stem: writes STEM.json and STEM.md."),
     default: Optional[str] = typer.Option(None, help="The lever today's defaults equal (marked in the report)."),
     workers: int = typer.Option(2, min=1),
+    sheet: Optional[Path] = typer.Option(None, help="Only draw a PNG: a row of the same faces per generator lever."),
 ) -> None:
     """Controlled A/B of generator / training options at the demo budget: LFW per lever and seed."""
-    from synface.experiments.ab import load_lever, run_ab
+    from synface.experiments.ab import lever_sheet, load_lever, run_ab
 
     try:
         loaded = [load_lever(name) for name in levers]
+        if sheet is not None:
+            console.print(f"wrote {lever_sheet(loaded, sheet)}")
+            return
         summary = run_ab(loaded, tuple(int(x) for x in seeds.split(",")), out, data, report, default,
                          workers=workers, command="synface ab")
     except (SynfaceError, ValueError) as exc:

@@ -106,3 +106,12 @@ def test_how_far_compares_the_best_synthetic_row_with_the_goal_and_real_photos()
     assert "**x**, 79.00 ± 1.00 % (short of the 85 % goal by 6.00 points)" in text
     assert "+6.00 points above it" in text and "12.0-16.0 %" in text and "0.4 % (0.850)" in text
     assert "largest LFW change of any synthetic lever against the default is +2.00 points (x)" in text
+
+
+def test_lever_sheet_draws_one_row_per_distinct_generator(tmp_path, data_root):
+    from PIL import Image
+
+    levers = [ab.load_lever("baseline"), ab.load_lever("aug_all"), ab.load_lever("gen_background_natural")]
+    path = ab.lever_sheet(levers, tmp_path / "sheet.png", identities=2, samples=2)
+    sheet = Image.open(path)
+    assert sheet.size == (4 * 96, 2 * (14 + 112))  # aug_all renders what baseline renders: no row

@@ -366,3 +366,42 @@ def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:
             gap = 100 * (best_real["lfw_mean"] - syn["lfw_mean"])
             lines += ["", f"Gap, real minus {label}: **{gap:+.2f} points** ({best_real['lever']} vs {syn['lever']})."]
     return "\n".join(lines + [""])
+
+
+def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, samples: int = 3, seed: int = 0,
+                base_spec: str = "demo") -> Path:
+    """A PNG with one row per synthetic lever whose generator differs from the others: the same
+    ``identities`` x ``samples`` images (seed ``seed``) as each lever renders them, so a reader
+    sees what a lever changes. Levers that only change training are left out."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from synface.datasets.build import make_generator
+    from synface.generate.generator import image_key
+
+    ids = [i for i in range(identities) for _ in range(samples)]
+    picks = [s for _ in range(identities) for s in range(samples)]
+    rows, seen = [], set()
+    for lever in levers:
+        spec = plan_run(lever, seed, base_spec)[0]
+        if spec is None:
+            continue
+        signature = (generator_signature(generator_config(spec)), json.dumps(key_dict(spec.sampler), sort_keys=True))
+        if signature in seen:
+            continue
+        seen.add(signature)
+        gen = make_generator(spec)
+        faces = gen.render(gen.latents(ids, picks, spec.namespace), np.array([image_key(i, s) for i, s in zip(ids, picks)]))
+        strip = Image.fromarray(np.concatenate(list(faces), axis=1))
+        label = Image.new("RGB", (strip.width, 14), "white")
+        ImageDraw.Draw(label).text((2, 1), lever.name, fill="black")
+        rows += [label, strip]
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.quantize(colors=256).save(out, optimize=True)
+    return out
