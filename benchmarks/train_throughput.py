@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from synface.datasets.storage import SoftLabels
-from synface.evaluate.embed import fit_input
+from synface.models.inference import fit_input
 from synface.faces.templates import parse_size
 from synface.models.backbones import get_backbone
 from synface.models.heads import MarginHead

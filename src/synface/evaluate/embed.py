@@ -7,22 +7,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from synface.models.inference import autocast_dtype, fuse_for_inference
-
-
-def to_input(batch: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 NHWC crops -> float NCHW in [-1, 1] (the paper's normalisation)."""
-    # A copy: cached crops are read-only memory maps, which torch will not wrap.
-    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
-    x = x.to(device, non_blocking=True)
-    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def fit_input(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """Area-resize a float NCHW batch to the network's input size (a no-op when equal)."""
-    if size is None or tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return nn.functional.interpolate(x, size=tuple(size), mode="area")
+from synface.models.inference import autocast_dtype, fit_input, fuse_for_inference, to_input
 
 
 @torch.inference_mode()

@@ -1,7 +1,9 @@
-"""Inference-only speed-ups that leave the model's function unchanged."""
+"""What a network is fed (``to_input``, ``fit_input``: the one definition training, evaluation
+and the benchmarks share) and inference-only speed-ups that leave its function unchanged."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,3 +34,19 @@ def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype 
     if amp is True:
         return torch.float16 if device.type == "cuda" else torch.bfloat16
     return precision_dtype(amp)
+
+
+# ---- network input: one definition for training, evaluation and benchmarks ----
+def to_input(batch: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 NHWC crops -> float NCHW in [-1, 1] (the paper's normalisation)."""
+    # A copy: cached crops are read-only memory maps, which torch will not wrap.
+    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
+    x = x.to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def fit_input(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Area-resize a float NCHW batch to the network's input size (a no-op when equal)."""
+    if size is None or tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return nn.functional.interpolate(x, size=tuple(size), mode="area")

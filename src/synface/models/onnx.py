@@ -1,7 +1,7 @@
 """Models as ONNX: export a checkpoint's backbone (dynamic batch) and run it with onnxruntime.
 
 The exported graph takes what our backbones take, ``input`` (N, 3, H, W) float32 RGB scaled to
-[-1, 1] (``synface.evaluate.embed.fit_input``), and returns ``embedding`` (N, D), not
+[-1, 1] (``synface.models.inference.to_input``), and returns ``embedding`` (N, D), not
 normalised. The crop size, embedding size and backbone name travel as metadata properties,
 so ``synface evaluate --onnx`` needs nothing else. Optional: ``pip install synface[onnx]``.
 """

@@ -40,7 +40,7 @@ from synface.runtime import RuntimePlan, plan_runtime, precision_dtype, resolve_
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
 from synface.train.distributed import any_over_ranks, barrier, init_distributed, mean_over_ranks, min_over_ranks, shutdown
-from synface.evaluate.embed import fit_input
+from synface.models.inference import fit_input
 from synface.train.validation import build_validation_set, validate
 
 CHECKPOINT = "checkpoint.pt"
