@@ -58,7 +58,7 @@ def _tiny_benchmark(lfw_root, lfw_sample, tmp_path, corrupt=False):
     return folder / "pairs.csv"
 
 
-def test_evaluate_random_init_on_a_csv_benchmark_writes_the_record(lfw_root, lfw_sample, tmp_path):
+def test_evaluate_random_init_on_a_csv_benchmark_writes_the_record(lfw_root, lfw_sample, tmp_path, monkeypatch):
     csv = _tiny_benchmark(lfw_root, lfw_sample, tmp_path)
     out = tmp_path / "result.json"
     args = ["evaluate", "--benchmark", str(csv), "--backbone", "mobilefacenet", "--random-init",
@@ -70,11 +70,22 @@ def test_evaluate_random_init_on_a_csv_benchmark_writes_the_record(lfw_root, lfw
                 "tar_at_far_1e-3", "grayscale", "flip", "seconds"):
         assert key in record
     assert record["pairs"] == 16 and record["folds"] == 2 and record["grayscale"] is False
-    # Identical-image pairs score 1.0, so even random weights separate them from the rest.
+    # Identical-image pairs score 1.0, so even random weights rank them above the rest.
+    assert record["auc"] == 1.0
     assert record["alignment"] == {"mtcnn": 8}
-    # Second run hits the crop cache: no detection, same numbers.
-    again = runner.invoke(app, args + ["--grayscale"])
-    assert again.exit_code == 0
+    # A second run hits the crop cache: nothing is detected or aligned again, same numbers.
+    import synface.faces.pipeline as pipeline
+
+    def no_alignment(*args, **kwargs):
+        raise AssertionError("aligned again instead of reading the crop cache")
+
+    monkeypatch.setattr(pipeline, "iter_aligned", no_alignment)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(out.read_text())["accuracy_mean"] == record["accuracy_mean"]
+    monkeypatch.undo()
+    gray = runner.invoke(app, args + ["--grayscale"])
+    assert gray.exit_code == 0
     assert json.loads(out.read_text())["grayscale"] is True
 
 
