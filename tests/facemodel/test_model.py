@@ -4,7 +4,6 @@ import pytest
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.facemodel.latents import SamplerConfig, sample_attributes, sample_expression
 from synface.facemodel.model import FaceModel, RENDER_REGIONS
-from synface.seeding import identity_rng, sample_rng
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +46,6 @@ def test_malformed_face_model_files_are_clear_errors(tmp_path, model):
     np.savez(bad, **arrays)
     with pytest.raises(SynfaceError, match="bad_shapes.npz is malformed: id_basis"):
         FaceModel.load(bad)
-
-
-def test_seed_streams_depend_only_on_their_keys():
-    a = identity_rng(0, "train", 5).normal(size=4)
-    assert np.array_equal(a, identity_rng(0, "train", 5).normal(size=4))
-    assert not np.array_equal(a, identity_rng(0, "syn_lfw", 5).normal(size=4))
-    assert not np.array_equal(sample_rng(0, "train", 5, 0).random(3), sample_rng(0, "train", 5, 1).random(3))
 
 
 def test_expression_sampler_is_sparse_and_varied(model):
