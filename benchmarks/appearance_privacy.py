@@ -29,7 +29,7 @@ from synface.errors import SynfaceError
 from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import LearnedBasis, default_basis_path, list_real_images
-from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 from synface.imageio import read_rgb
 from synface.paths import cache_root, data_path
 
@@ -105,7 +105,7 @@ def main() -> None:
     for first in tqdm(range(0, args.identities, 64), desc="render + judge", unit="batch"):
         ids = list(range(first, min(first + 64, args.identities)))
         latents = gen.latents(ids, [0] * len(ids))
-        faces = gen.render(latents, np.array([image_key(i, 0) for i in ids]))
+        faces = gen.render(latents, image_keys(ids, [0] * len(ids)))
         rendered += [judge.describe(f, box) for f in faces]
         coefficients.append(latents.appearance)
     rendered = np.stack(rendered)

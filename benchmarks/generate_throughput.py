@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 from synface.runtime import one_core_per_process, tune_cpu_allocator
 
 from common import write_result
@@ -136,7 +136,7 @@ def run(gen: FaceGenerator, images: range, batch: int, depth: int) -> tuple[floa
         t = time.perf_counter()
         lat = gen.latents(list(ids[i : i + batch]), list(samples[i : i + batch]))
         latent_time += time.perf_counter() - t
-        keys = [image_key(k, s) for k, s in zip(ids[i : i + batch], samples[i : i + batch])]
+        keys = image_keys(ids[i : i + batch], samples[i : i + batch])
         out = gen.render(lat, keys=np.array(keys))
         assert out.dtype == np.uint8
     return time.perf_counter() - start, {"latents": latent_time, **gen.timings}

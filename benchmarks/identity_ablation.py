@@ -36,7 +36,7 @@ from synface.facemodel.appearance import HAIR_BANDS
 from synface.facemodel.hair import HAIR_GEOMETRY
 from synface.facemodel.latents import Latents
 from synface.facemodel.learned import LearnedBasis, default_basis_path
-from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 
 SIZE = 224
 BOX = (int(0.16 * SIZE), int(0.16 * SIZE), int(0.84 * SIZE), int(0.90 * SIZE))
@@ -92,7 +92,7 @@ def judge_generator(judge: DlibJudge, config: GeneratorConfig, identities: int, 
         latents = gen.latents(list(i), list(s))
         if edit is not None:
             edit(gen, latents, i)
-        faces = gen.render(latents, np.array([image_key(a, b) for a, b in zip(i, s)]))
+        faces = gen.render(latents, image_keys(i, s))
         descs += [judge.describe(face, BOX) for face in faces]
     return pair_figures(np.stack(descs), ids, np.random.default_rng(0))
 

@@ -32,7 +32,7 @@ from synface.evaluate.dlib_judge import DlibJudge, distance_figures, pair_figure
 from synface.evaluate.verification import kfold_accuracy
 from synface.faces.mtcnn import MTCNN
 from synface.facemodel.learned import APPEARANCE_MODES
-from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 from synface.imageio import read_rgb
 
 
@@ -70,7 +70,7 @@ def generated(
     for start in tqdm(range(0, len(ids), 64), desc=f"render + judge ({appearance})", unit="batch"):
         i, s = list(ids[start : start + 64]), list(samples[start : start + 64])
         latents = gen.latents(i, s)
-        faces = gen.render(latents, np.array([image_key(a, b) for a, b in zip(i, s)]))
+        faces = gen.render(latents, image_keys(i, s))
         if sheet is not None and start == 0:
             sheet.append(faces)
         skin_tones = gen.appearance.skin_tone(torch.from_numpy(latents.appearance))

@@ -75,7 +75,7 @@ def generator_config(spec: DatasetSpec) -> GeneratorConfig:
 
 def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarray, np.ndarray]:
     """Images and metadata rows for ``plan`` (any slice of the spec's plan)."""
-    from synface.generate.generator import image_key
+    from synface.generate.generator import image_keys
 
     images, metas = [], []
     for start in range(0, len(plan), RENDER_BATCH):
@@ -88,7 +88,7 @@ def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarr
             partner = np.stack([np.concatenate(generator.identity(int(i), spec.namespace)) for i in partner_ids])
             vectors = mix_identities(primary, partner, rows.phi)
         latents = generator.latents(identities, [int(s) for s in rows.sample], spec.namespace, identity_vectors=vectors)
-        keys = np.array([image_key(i, s) for i, s in zip(identities, rows.sample)])
+        keys = image_keys(identities, rows.sample)
         images.append(generator.render(latents, keys))
         metas.append(latent_meta(latents, rows))
     return np.concatenate(images), np.concatenate(metas)

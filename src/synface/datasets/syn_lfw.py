@@ -181,7 +181,7 @@ def build_syn_lfw(
     """Write Syn-LFW (or Syn-LFW-R with ``config.ratio``) to ``out``; resumable (images that
     exist are kept). ``only`` renders a subset of LFW's images (smoke tests); pairs.txt is
     always whole."""
-    from synface.generate.generator import FaceGenerator, GeneratorConfig, image_key
+    from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
     from synface.generate.mixup import mix_identities
 
     out, lfw_root = Path(out), Path(lfw_root)
@@ -218,7 +218,7 @@ def build_syn_lfw(
         rows = [row_of[i] for i in batch]
         latents.pose[:] = fitted["pose"][rows]
         latents.illumination[:] = fitted["illumination"][rows]
-        keys = np.array([image_key(k, n) for k, n in zip(people_k, numbers)])
+        keys = image_keys(people_k, numbers)
         for i, image in zip(batch, generator.render(latents, keys)):
             path = out / "images" / target(i)
             path.parent.mkdir(parents=True, exist_ok=True)

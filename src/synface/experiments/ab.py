@@ -377,7 +377,7 @@ def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, sampl
     from PIL import Image, ImageDraw
 
     from synface.datasets.build import make_generator
-    from synface.generate.generator import image_key
+    from synface.generate.generator import image_keys
 
     ids = [i for i in range(identities) for _ in range(samples)]
     picks = [s for _ in range(identities) for s in range(samples)]
@@ -391,7 +391,7 @@ def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, sampl
             continue
         seen.add(signature)
         gen = make_generator(spec)
-        faces = gen.render(gen.latents(ids, picks, spec.namespace), np.array([image_key(i, s) for i, s in zip(ids, picks)]))
+        faces = gen.render(gen.latents(ids, picks, spec.namespace), image_keys(ids, picks))
         strip = Image.fromarray(np.concatenate(list(faces), axis=1))
         label = Image.new("RGB", (strip.width, 14), "white")
         ImageDraw.Draw(label).text((2, 1), lever.name, fill="black")

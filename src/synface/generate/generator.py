@@ -326,13 +326,18 @@ class FaceGenerator:
     def generate(self, identities: list[int], samples: list[int], namespace: str = "train") -> np.ndarray:
         """Images (identity[i], sample[i]); each one's bytes depend only on its own
         (seed, namespace, identity, sample), whatever else is in the call."""
-        keys = np.array([image_key(i, s) for i, s in zip(identities, samples)])
+        keys = image_keys(identities, samples)
         return self.render(self.latents(identities, samples, namespace), keys)
 
 
 def image_key(identity: int, sample: int) -> int:
     """A stable atlas slot key: consecutive samples of one identity get consecutive slots."""
     return int(identity) * 50 + int(sample)
+
+
+def image_keys(identities, samples) -> np.ndarray:
+    """``image_key`` of each (identity, sample) pair, as the array ``render`` takes."""
+    return np.array([image_key(i, s) for i, s in zip(identities, samples)], np.int64)
 
 
 def _linear3(points: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
