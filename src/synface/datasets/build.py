@@ -36,7 +36,6 @@ from synface.locks import LOCK_NAME, folder_lock
 from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
 from synface.generate.generator import FaceGenerator, GeneratorConfig, generator_signature
-from synface.generate.mixup import mix_identities
 
 RENDER_BATCH = 64
 
@@ -83,10 +82,8 @@ def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarr
         identities = [int(v) for v in rows.label]
         vectors = None
         if np.any(rows.secondary >= 0):
-            primary = np.stack([np.concatenate(generator.identity(i, spec.namespace)) for i in identities])
-            partner_ids = np.where(rows.secondary >= 0, rows.secondary, rows.label)
-            partner = np.stack([np.concatenate(generator.identity(int(i), spec.namespace)) for i in partner_ids])
-            vectors = mix_identities(primary, partner, rows.phi)
+            partners = np.where(rows.secondary >= 0, rows.secondary, rows.label)
+            vectors = generator.mixed_identities(identities, partners, rows.phi, spec.namespace)
         latents = generator.latents(identities, [int(s) for s in rows.sample], spec.namespace, identity_vectors=vectors)
         keys = image_keys(identities, rows.sample)
         images.append(generator.render(latents, keys))

@@ -182,7 +182,6 @@ def build_syn_lfw(
     exist are kept). ``only`` renders a subset of LFW's images (smoke tests); pairs.txt is
     always whole."""
     from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
-    from synface.generate.mixup import mix_identities
 
     out, lfw_root = Path(out), Path(lfw_root)
     if config.ratio is not None and not 0.0 <= config.ratio <= 1.0:
@@ -210,10 +209,8 @@ def build_syn_lfw(
         numbers = [lfw_image_number(images[i]) for i in batch]
         vectors = None
         if config.ratio is not None:
-            own = np.stack([np.concatenate(generator.identity(k, NAMESPACE)) for k in people_k])
             partners = [attack_partner(config.seed, k, n, len(people)) for k, n in zip(people_k, numbers)]
-            other = np.stack([np.concatenate(generator.identity(p, NAMESPACE)) for p in partners])
-            vectors = mix_identities(own, other, np.full(len(batch), config.ratio, np.float32))
+            vectors = generator.mixed_identities(people_k, partners, config.ratio, NAMESPACE)
         latents = generator.latents(people_k, numbers, NAMESPACE, identity_vectors=vectors)
         rows = [row_of[i] for i in batch]
         latents.pose[:] = fitted["pose"][rows]

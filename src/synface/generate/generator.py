@@ -23,6 +23,7 @@ from synface.facemodel.pose import rotation_matrices
 from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
+from synface.generate.mixup import mix_identities
 from synface.seeding import hair_rng, identity_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
@@ -193,6 +194,13 @@ class FaceGenerator:
                 )
             )
         return Latents.stack(rows)
+
+    def mixed_identities(self, identities, partners, phi, namespace: str = "train") -> np.ndarray:
+        """Identity mixup (paper Eq. 2) of two lists of identities: rows of
+        φ·α(identity) + (1 − φ)·α(partner), the ``identity_vectors`` ``latents`` takes."""
+        own = np.stack([np.concatenate(self.identity(int(i), namespace)) for i in identities])
+        other = np.stack([np.concatenate(self.identity(int(p), namespace)) for p in partners])
+        return mix_identities(own, other, np.broadcast_to(np.asarray(phi, np.float32), (len(own),)))
 
     def maybe_change_hair(self, appearance: np.ndarray, probability: float, namespace: str, identity: int,
                           sample: int) -> np.ndarray:

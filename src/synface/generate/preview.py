@@ -6,7 +6,6 @@ import numpy as np
 
 from synface.facemodel.latents import Latents, SamplerConfig
 from synface.generate.generator import FaceGenerator
-from synface.generate.mixup import mix_identities
 
 COLUMN_GROUPS = (("pose",), ("expression",), ("illumination",))
 
@@ -24,10 +23,8 @@ def preview_grid(generator: FaceGenerator, num_identities: int = 4, per_group: i
             parts.append(generator.latents([ident] * per_group, list(range(1, per_group + 1)), "preview", sampler=sampler))
         rows.append(generator.render(Latents.stack(parts)))
     width = 1 + per_group * len(COLUMN_GROUPS)
-    a1 = np.concatenate(generator.identity(0, "preview"))
-    a2 = np.concatenate(generator.identity(1, "preview"))
     phis = np.linspace(0.0, 1.0, mixup_steps)
-    mixed = mix_identities(np.repeat(a1[None], len(phis), 0), np.repeat(a2[None], len(phis), 0), phis)
+    mixed = generator.mixed_identities([0] * len(phis), [1] * len(phis), phis, "preview")
     mix = generator.latents([0] * len(phis), [0] * len(phis), "preview", identity_vectors=mixed, sampler=canonical)
     mix_images = generator.render(mix)
     h, w = generator.size
