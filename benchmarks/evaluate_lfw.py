@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synface.datasets.pairs import load_benchmark
+from synface.evaluate.pairs import load_benchmark
 from synface.evaluate.benchmark import EMBED_COMPILE_MIN_IMAGES, evaluate_model
 from synface.evaluate.embed import embed_crops
 from synface.faces.pipeline import aligned_crops

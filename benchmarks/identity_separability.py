@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common import write_result
-from synface.datasets.pairs import load_benchmark
+from synface.evaluate.pairs import load_benchmark
 from synface.evaluate.dlib_judge import DlibJudge, distance_figures, pair_figures
 from synface.evaluate.verification import kfold_accuracy
 from synface.faces.mtcnn import MTCNN

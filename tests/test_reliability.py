@@ -280,7 +280,7 @@ def test_damaged_dataset_json_and_checkpoints_are_named(dataset, tiny_synthetic,
 
 
 def test_readers_tolerate_ordinary_format_variations_and_name_the_line(tmp_path):
-    from synface.datasets.pairs import load_lfw_pairs, load_pair_csv
+    from synface.evaluate.pairs import load_lfw_pairs, load_pair_csv
     from synface.faces.landmarks import read_landmarks
 
     marks = tmp_path / "landmarks.txt"

@@ -110,7 +110,7 @@ def test_training_runs_bf16_with_native_bf16(bf16_cpu, tiny_synthetic, tmp_path)
 
 
 def test_evaluation_follows_the_machine(monkeypatch, lfw_root, tmp_path):
-    from synface.datasets.pairs import PairList
+    from synface.evaluate.pairs import PairList
     from synface.evaluate.benchmark import evaluate_model
     from synface.models import get_backbone
 

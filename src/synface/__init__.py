@@ -8,9 +8,10 @@ this order (``tests/test_layers.py`` checks every import):
 3. ``render``: the rasteriser
 4. ``facemodel``: the morphable model, latents, samplers, the learned appearance
 5. ``generate``: the face generator and identity mixup
-6. ``datasets``: specs, storage, builders, real-data import, benchmark pair lists
+6. ``datasets``: specs, storage, builders, real-data import, RecordIO
 7. ``models``: backbones, margin heads, network input, checkpoints, ONNX
-8. ``evaluate``: embeddings and the verification protocol (training's validation uses it)
+8. ``evaluate``: benchmark pair lists, embeddings and the verification protocol (training's
+   validation uses it)
 9. ``train``: the training loop
 10. ``experiments``: demo, A/B studies
 11. ``cli``

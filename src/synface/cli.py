@@ -115,7 +115,7 @@ def evaluate(
             size = parse_size(input_size)
             model, name = get_backbone(backbone, size), backbone
         names = [b.strip() for b in benchmark.split(",") if b.strip()]
-        from synface.datasets.pairs import load_benchmark
+        from synface.evaluate.pairs import load_benchmark
 
         benches = [load_benchmark(b) for b in names]  # every set read before any is scored
         results = [evaluate_model(model, bench, size, grayscale, flip, batch_size, dev, **options) for bench in benches]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from synface.datasets.pairs import load_benchmark
+from synface.evaluate.pairs import load_benchmark
 from synface.datasets.syn_lfw import NAMESPACE, SynLfwConfig, build_syn_lfw, lfw_people
 from synface.generate.generator import FaceGenerator, GeneratorConfig
 

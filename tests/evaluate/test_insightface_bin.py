@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from synface.cli import app
-from synface.datasets.pairs import PairList, load_benchmark, load_insightface_bin
+from synface.evaluate.pairs import PairList, load_benchmark, load_insightface_bin
 from synface.errors import SynfaceError
 from synface.evaluate.benchmark import evaluate_model
 from synface.faces.pipeline import aligned_crops

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synface.datasets.pairs import PairList, load_benchmark
+from synface.evaluate.pairs import PairList, load_benchmark
 from synface.evaluate.embed import embed_crops
 from synface.evaluate.verification import verification_metrics
 from synface.faces.align import from_arcface_112

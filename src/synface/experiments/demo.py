@@ -163,7 +163,7 @@ def estimate_evaluation_seconds(config: TrainConfig, runtime, passes: int = 1, s
     """Seconds for ``passes`` LFW evaluations at this config's size and precision: LFW is
     aligned now (cached for the real evaluation) and an untrained network embeds ``sample``
     crops, timed; 0 without LFW."""
-    from synface.datasets.pairs import load_benchmark
+    from synface.evaluate.pairs import load_benchmark
     from synface.faces.pipeline import aligned_crops
 
     size = parse_size(config.input_size)

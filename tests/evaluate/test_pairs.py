@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from synface.datasets.pairs import load_benchmark, load_lfw_pairs, load_pair_csv
+from synface.evaluate.pairs import load_benchmark, load_lfw_pairs, load_pair_csv
 from synface.errors import SynfaceError
 
 
