@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from common import write_result
 from synface.errors import SynfaceError
-from synface.evaluate.dlib_judge import DLIB_THRESHOLD, DlibJudge
+from synface.evaluate.dlib_judge import DLIB_THRESHOLD, JUDGE_SIZE, DlibJudge
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import LearnedBasis, default_basis_path, list_real_images
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
@@ -69,9 +69,7 @@ def lfw_descriptors(judge: DlibJudge, people: int) -> np.ndarray:
     descs = []
     for person in tqdm(sorted(p for p in root.iterdir() if p.is_dir())[:people], desc="dlib on LFW", unit="person"):
         image = read_rgb(sorted(person.glob("*.jpg"))[0])
-        d = judge.describe(image)
-        h, w = image.shape[:2]
-        descs.append(d if d is not None else judge.describe(image, (w // 4, h // 4, 3 * w // 4, 3 * h // 4)))
+        descs.append(judge.describe_frame(image)[0])
     return np.stack(descs)
 
 
@@ -95,18 +93,16 @@ def main() -> None:
     d_real[np.arange(len(descs)), own] = np.inf
     d_other = d_real.min(1)
 
-    size = 224
-    config = GeneratorConfig(size=(size, size), appearance=args.appearance, sampler=SamplerConfig(vary=()))
+    config = GeneratorConfig(size=(JUDGE_SIZE, JUDGE_SIZE), appearance=args.appearance, sampler=SamplerConfig(vary=()))
     if args.appearance_scale is not None:
         config.appearance_scale = args.appearance_scale
     gen = FaceGenerator(config)
-    box = (int(0.16 * size), int(0.16 * size), int(0.84 * size), int(0.90 * size))
     rendered, coefficients = [], []
     for first in tqdm(range(0, args.identities, 64), desc="render + judge", unit="batch"):
         ids = list(range(first, min(first + 64, args.identities)))
         latents = gen.latents(ids, [0] * len(ids))
         faces = gen.render(latents, image_keys(ids, [0] * len(ids)))
-        rendered += [judge.describe(f, box) for f in faces]
+        rendered += judge.describe_aligned(faces)
         coefficients.append(latents.appearance)
     rendered = np.stack(rendered)
     nearest = np.linalg.norm(rendered[:, None] - centroids[None], axis=2).min(1)

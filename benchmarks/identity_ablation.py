@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common import write_result
-from synface.evaluate.dlib_judge import pair_figures
+from synface.evaluate.dlib_judge import JUDGE_SIZE, pair_figures
 from synface.evaluate.dlib_judge import DlibJudge
 from synface.facemodel.appearance import HAIR_BANDS
 from synface.facemodel.hair import HAIR_GEOMETRY
@@ -38,8 +38,6 @@ from synface.facemodel.latents import Latents
 from synface.facemodel.learned import LearnedBasis, default_basis_path
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 
-SIZE = 224
-BOX = (int(0.16 * SIZE), int(0.16 * SIZE), int(0.84 * SIZE), int(0.90 * SIZE))
 Edit = Callable[[FaceGenerator, Latents, np.ndarray], None]  # (generator, latents, identity of each row)
 
 
@@ -93,7 +91,7 @@ def judge_generator(judge: DlibJudge, config: GeneratorConfig, identities: int, 
         if edit is not None:
             edit(gen, latents, i)
         faces = gen.render(latents, image_keys(i, s))
-        descs += [judge.describe(face, BOX) for face in faces]
+        descs += judge.describe_aligned(faces)
     return pair_figures(np.stack(descs), ids, np.random.default_rng(0))
 
 
@@ -104,7 +102,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6)
     args = parser.parse_args()
     judge = DlibJudge()
-    base = GeneratorConfig(size=(SIZE, SIZE), appearance="learned")
+    base = GeneratorConfig(size=(JUDGE_SIZE, JUDGE_SIZE), appearance="learned")
     wider_shape = replace(base.sampler, shape_scale=1.5 * base.sampler.shape_scale)
     rows: dict[str, tuple[GeneratorConfig, Edit | None]] = {
         "default": (base, None),

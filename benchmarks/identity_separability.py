@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from common import write_result
 from synface.evaluate.pairs import load_benchmark
-from synface.evaluate.dlib_judge import DlibJudge, distance_figures, pair_figures
+from synface.evaluate.dlib_judge import JUDGE_SIZE, DlibJudge, distance_figures, pair_figures
 from synface.evaluate.verification import kfold_accuracy
 from synface.faces.mtcnn import MTCNN
 from synface.facemodel.learned import APPEARANCE_MODES
@@ -59,12 +59,10 @@ def generated(
     judge: DlibJudge, identities: int, images: int, rng, appearance: str, sheet: list | None = None, **config
 ) -> dict:
     """``config``: further GeneratorConfig fields (e.g. sampler, appearance_scale)."""
-    size = 224  # dlib wants faces of ~150 px; the 112x112 template scaled x2
+    size = JUDGE_SIZE
     gen = FaceGenerator(GeneratorConfig(size=(size, size), appearance=appearance, **config))
     ids = np.repeat(np.arange(identities), images)
     samples = np.tile(np.arange(images), identities)
-    # the face's box in the aligned frame: the template's eyes/mouth span plus margins
-    box = (int(0.16 * size), int(0.16 * size), int(0.84 * size), int(0.90 * size))
     detector = MTCNN()
     descs, detected, mtcnn, tone, yaw = [], [], [], [], []
     for start in tqdm(range(0, len(ids), 64), desc=f"render + judge ({appearance})", unit="batch"):
@@ -76,12 +74,12 @@ def generated(
         skin_tones = gen.appearance.skin_tone(torch.from_numpy(latents.appearance))
         yaw += list(np.degrees(np.abs(latents.pose[:, 0])))
         mtcnn += mtcnn_found(detector, faces)
+        descs += judge.describe_aligned(faces)
         for face, skin_tone in zip(faces, skin_tones):
             # The aligned crop is tight; real photos show surroundings, so pad by a quarter
             # (edge pixels repeated) before asking the detector.
             pad = size // 4
             detected.append(judge.detect(cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)))
-            descs.append(judge.describe(face, box))
             tone.append(float(skin_tone.mean()))  # mean albedo of the face's skin
     descs = np.stack(descs)
     detected, mtcnn, tone, yaw = (np.array(v) for v in (detected, mtcnn, tone, yaw))
@@ -103,11 +101,9 @@ def real_lfw(judge: DlibJudge, rng) -> dict:
     descs, detected = [], []
     for rel in tqdm(bench.images, desc="dlib on LFW", unit="img"):
         image = read_rgb(bench.image_root / rel)
-        d = judge.describe(image)
-        detected.append(d is not None)
-        # LFW frames are centred on the face: fall back to the central box when HOG misses it
-        h, w = image.shape[:2]
-        descs.append(d if d is not None else judge.describe(image, (w // 4, h // 4, 3 * w // 4, 3 * h // 4)))
+        descriptor, found = judge.describe_frame(image)
+        descs.append(descriptor)
+        detected.append(found)
     descs = np.stack(descs)
     figures = distance_figures(descs, bench.pairs[bench.same], bench.pairs[~bench.same], rng)
     scores = -np.linalg.norm(descs[bench.pairs[:, 0]] - descs[bench.pairs[:, 1]], axis=1)

@@ -17,6 +17,8 @@ from synface.errors import SynfaceError
 
 # dlib's same-person threshold on descriptor distance.
 DLIB_THRESHOLD = 0.6
+# Renders for the judge: dlib's descriptor wants faces of ~150 px, so the 112x112 template x2.
+JUDGE_SIZE = 224
 
 
 def _models_dir() -> Path:
@@ -56,6 +58,20 @@ class DlibJudge:
             rect = self.dlib.rectangle(*[int(v) for v in box])
         shape = self.shape(image, rect)
         return np.array(self.encoder.compute_face_descriptor(image, shape), np.float32)
+
+    def describe_frame(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(descriptor, detected) of a photo centred on one face (an LFW frame): of the face
+        HOG finds, else of the frame's central box."""
+        found = self.describe(image)
+        if found is not None:
+            return found, True
+        h, w = image.shape[:2]
+        return self.describe(image, (w // 4, h // 4, 3 * w // 4, 3 * h // 4)), False
+
+    def describe_aligned(self, faces: np.ndarray) -> list[np.ndarray]:
+        """Descriptors of aligned crops of our templates, each in the template's face box."""
+        box = aligned_face_box(*faces.shape[1:3])
+        return [self.describe(face, box) for face in faces]
 
 
 # ---- separability figures -----------------------------------------------------------------
@@ -115,13 +131,14 @@ def judge_dataset(ds, identities: int = 100, images: int = 6, seed: int = 0, jud
     people = np.unique(labels[unmixed])
     people = people[np.linspace(0, len(people) - 1, min(identities, len(people))).astype(int)]
     chosen = np.concatenate([np.flatnonzero(unmixed & (labels == p))[:images] for p in people])
+    if len(chosen) <= len(people):
+        raise SynfaceError(f"{ds.root}: too few unmixed images for same-identity pairs (need 2 of a person)")
     h, w = ds.image_size
-    box = aligned_face_box(2 * h, 2 * w)
     descs = []
     for start in range(0, len(chosen), 256):
-        for face in ds.images(chosen[start : start + 256]):
-            big = cv2.resize(face, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
-            descs.append(judge.describe(big, box))
+        faces = ds.images(chosen[start : start + 256])
+        descs += judge.describe_aligned(np.stack([cv2.resize(f, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+                                                  for f in faces]))
     figures = pair_figures(np.stack(descs), labels[chosen], np.random.default_rng(seed))
     figures.update(identities=len(people), images=len(chosen))
     return figures
