@@ -115,3 +115,12 @@ def test_lever_sheet_draws_one_row_per_distinct_generator(tmp_path, data_root):
     path = ab.lever_sheet(levers, tmp_path / "sheet.png", identities=2, samples=2)
     sheet = Image.open(path)
     assert sheet.size == (4 * 96, 2 * (14 + 112))  # aug_all renders what baseline renders: no row
+
+
+def test_a_new_default_says_why_it_won_over_the_earlier_defaults():
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.772667, "lfw_std": 0.007778},
+            {"lever": "aug_occlusion", "data": "synthetic", "lfw_mean": 0.7805, "lfw_std": 0.007071}]
+    text = ab.default_decision({"rows": rows, "default": "aug_occlusion"})
+    assert "equal **aug_occlusion**" in text and "best lever over the earlier defaults (**baseline**" in text
+    assert "+0.78 points; it clears the larger seed spread (0.78) by only 0.01" in text
+    assert "Worse, outside the spread: baseline" in text

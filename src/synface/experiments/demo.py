@@ -139,8 +139,16 @@ def train_evaluate(
         budget_min = max(MIN_TRAIN_MIN, (deadline - time.time() - evaluation_s - REPORT_RESERVE_S) / 60)
         trainer.config.time_budget_min, trainer.config.fit_to_budget = round(budget_min, 2), True
         tqdm.write(f"budget: {budget_min:.1f} min for training (evaluation estimated at {evaluation_s:.0f} s)")
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.is_file() and (conflict := trainer.config_conflict(checkpoint)):
+        # An experiment's own run from before a preset changed: kept aside, trained afresh.
+        aside = out.with_name(f"{out.name}.before-{'-'.join(sorted(conflict))[:60]}")
+        shutil.rmtree(aside, ignore_errors=True)
+        out.rename(aside)
+        tqdm.write(f"{out} was trained with another config ({', '.join(sorted(conflict))}); kept in {aside}, "
+                   "training again")
     t0 = time.perf_counter()
-    summary = trainer.run(resume=(out / "checkpoint.pt").is_file())
+    summary = trainer.run(resume=checkpoint.is_file())
     timings["train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     size = parse_size(config.input_size)

@@ -333,17 +333,26 @@ class Trainer:
                     else "no checkpoint was written")
             raise cannot_write(path, exc, tmp, kept) from None
 
-    def load(self, path: Path) -> None:
+    def _read_checkpoint(self, path: Path) -> dict:
         if not path.is_file():
             raise DataNotFoundError(f"nothing to resume: {path} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
-            config = state["config"]
+            state["config"]
         except Exception as exc:  # torch raises many types for a damaged file
             raise SynfaceError(f"cannot resume from {path}: not a readable training checkpoint "
                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        saved = from_dict(TrainConfig, config, f"{path} (its config)")
-        changed = _config_changes(to_dict(saved), to_dict(self.config)) - RESUMABLE_CHANGES
+        return state
+
+    def config_conflict(self, path: Path) -> set[str]:
+        """The config keys that keep this run from resuming the checkpoint ``path`` (empty
+        when it may)."""
+        saved = from_dict(TrainConfig, self._read_checkpoint(path)["config"], f"{path} (its config)")
+        return _config_changes(to_dict(saved), to_dict(self.config)) - RESUMABLE_CHANGES
+
+    def load(self, path: Path) -> None:
+        state = self._read_checkpoint(path)
+        changed = self.config_conflict(path)
         if changed:
             raise SynfaceError(f"{path} was written with another config ({', '.join(sorted(changed))} differ); "
                                f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume")
