@@ -28,6 +28,8 @@ def env() -> dict:
 
 
 SPEC = "name: faults\nidentities: 8\nsamples: 4\nmixup: syn3\nshard_size: 4\n"  # 8 shards
+# Long enough (60 shards, over a second of rendering) that a kill after a few shards lands mid-run.
+LONG_SPEC = SPEC.replace("identities: 8", "identities: 60")
 TRAIN_SET = ["--set", "backbone=mobilefacenet", "--set", "input_size=56x48", "--set", "batch_size=8",
              "--set", "compile=false", "--set", "amp=false", "--set", "workers=0", "--set", "validation.identities=0",
              "--set", "optim.epochs=6", "--set", "optim.milestones=[4]", "--set", "log_every=1"]
@@ -57,10 +59,20 @@ def kill_when(proc: subprocess.Popen, ready, extra_s: float, limit_s: float = 18
     proc.wait()
 
 
+@pytest.fixture(scope="module")
+def long_spec(tmp_path_factory, data_root):
+    path = tmp_path_factory.mktemp("faults-long") / "long.yaml"
+    path.write_text(LONG_SPEC)
+    reference = path.parent / "ref"
+    generate_dataset(load_spec(path), reference, progress=False)
+    return path, reference
+
+
 @pytest.mark.parametrize("trial", [0, 1])
-def test_generate_killed_at_a_random_point_resumes_to_the_same_bytes(spec_path, reference, tmp_path, trial):
+def test_generate_killed_at_a_random_point_resumes_to_the_same_bytes(long_spec, tmp_path, trial):
+    spec_path, reference = long_spec
     rng = np.random.default_rng(trial)
-    after, extra = int(rng.integers(1, 6)), float(rng.uniform(0, 0.3))
+    after, extra = int(rng.integers(1, 6)), float(rng.uniform(0, 0.2))
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "synface.cli", "generate", str(spec_path), "--out", str(out)],
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
