@@ -174,3 +174,5 @@ def test_training_writes_tensorboard_events_beside_metrics(tiny_synthetic, tmp_p
     losses = events.Scalars("train/loss")
     assert [e.step for e in losses] == [1, 2, 3, 4, 5, 6, 7, 8] and (out / "metrics.csv").is_file()
     assert "train/lr" in events.Tags()["scalars"]
+    Trainer(config(), tiny_synthetic, out, progress=False).run(overwrite=True)
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # the replaced run's curves are gone

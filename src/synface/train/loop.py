@@ -407,6 +407,9 @@ class Trainer:
             self.load(self.out / CHECKPOINT)
         elif not overwrite and self.dist.is_main:
             self._refuse_to_overwrite()
+        elif self.dist.is_main:  # --overwrite: the replaced run's event files would mix into the new curves
+            for stale in self.out.glob("events.out.tfevents.*"):
+                stale.unlink()
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(dump_yaml(c) + self.runtime_comment())
