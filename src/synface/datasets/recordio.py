@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from synface.errors import DataNotFoundError, SynfaceError, cannot_write
+from synface.faces.align import decode_arcface_112
 
 MAGIC = 0xCED7230A
 _HEADER = struct.Struct("<IfQQ")
@@ -169,11 +170,6 @@ def read_insightface(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
             if key not in index:
                 raise SynfaceError(f"{idx}: record {key} is missing (a half-converted .rec?)")
             _, label, _, image = unpack_record(read_record(fh, index[key], str(rec)))
-            bgr = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise SynfaceError(f"{rec}: record {key} holds no decodable image")
-            if bgr.shape[:2] != (112, 112):
-                bgr = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_AREA)
-            crops[n] = bgr[..., ::-1]
+            crops[n] = decode_arcface_112(image, f"{rec}: record {key}")
             labels[n] = int(label if np.isscalar(label) else label[0])
     return crops, labels

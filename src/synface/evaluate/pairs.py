@@ -188,7 +188,7 @@ def load_insightface_bin(path: str | Path, folds: int = 10) -> PairList:
     insightface's: ``folds`` consecutive blocks of pairs (sklearn's KFold without shuffling)."""
     import pickle
 
-    import cv2
+    from synface.faces.align import decode_arcface_112
 
     path = Path(path)
     if not path.is_file():
@@ -203,13 +203,7 @@ def load_insightface_bin(path: str | Path, folds: int = 10) -> PairList:
         raise SynfaceError(f"{path}: {len(images)} images for {len(issame)} pairs; expected two images a pair")
     crops = np.empty((len(images), 112, 112, 3), np.uint8)
     for i, data in enumerate(images):
-        buffer = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), np.uint8)
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SynfaceError(f"{path}: image {i} cannot be decoded")
-        if bgr.shape[:2] != (112, 112):
-            bgr = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_AREA)
-        crops[i] = bgr[..., ::-1]
+        crops[i] = decode_arcface_112(data.tobytes() if isinstance(data, np.ndarray) else bytes(data), f"{path}: image {i}")
     pairs = np.arange(len(images)).reshape(-1, 2)
     fold_of = np.concatenate([np.full(len(block), k) for k, block in enumerate(np.array_split(np.arange(len(pairs)), folds))])
     return PairList(name=path.stem, image_root=path.parent, images=[f"{path.name}#{i}" for i in range(len(images))],

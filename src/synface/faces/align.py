@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from synface.errors import SynfaceError
 from synface.faces.templates import parse_size, template
 
 
@@ -72,3 +73,15 @@ def from_arcface_112(crops: np.ndarray, size: str | tuple[int, int], grayscale: 
     points = template((112, 112))
     out = np.stack([align_face(c, points, size) for c in crops]) if len(crops) else np.zeros((0, *parse_size(size), 3), np.uint8)
     return np.stack([to_gray3(c) for c in out]) if grayscale and len(out) else out
+
+
+def decode_arcface_112(data: bytes, what: str) -> np.ndarray:
+    """An encoded (JPEG / PNG) ArcFace crop, as insightface's .rec and .bin files store them,
+    as RGB uint8 (112, 112, 3); another size is area-resized to 112x112. ``what`` names the
+    image in the error when it cannot be decoded."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SynfaceError(f"{what} cannot be decoded as an image")
+    if bgr.shape[:2] != (112, 112):
+        bgr = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_AREA)
+    return bgr[..., ::-1]
