@@ -28,7 +28,8 @@ from common import write_result
 from synface.errors import SynfaceError
 from synface.evaluate.dlib_judge import DLIB_THRESHOLD, JUDGE_SIZE, DlibJudge
 from synface.facemodel.latents import SamplerConfig
-from synface.facemodel.learned import LearnedBasis, default_basis_path, list_real_images
+from synface.facemodel.basis import LearnedBasis, default_basis_path
+from synface.facemodel.basis_builder import list_real_images
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 from synface.imageio import read_rgb
 from synface.paths import cache_root, data_path

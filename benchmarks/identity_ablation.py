@@ -35,7 +35,7 @@ from synface.evaluate.dlib_judge import DlibJudge
 from synface.facemodel.appearance import HAIR_BANDS
 from synface.facemodel.hair import HAIR_GEOMETRY
 from synface.facemodel.latents import Latents
-from synface.facemodel.learned import LearnedBasis, default_basis_path
+from synface.facemodel.basis import LearnedBasis, default_basis_path
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 
 Edit = Callable[[FaceGenerator, Latents, np.ndarray], None]  # (generator, latents, identity of each row)

@@ -40,7 +40,8 @@ def _small_appearance_basis(_isolated_env):
     root = _data_root()
     if root is None or not (root / "celeba-299").is_dir():
         return
-    from synface.facemodel.learned import build_learned_appearance, default_basis_path
+    from synface.facemodel.basis import default_basis_path
+    from synface.facemodel.basis_builder import build_learned_appearance
 
     build_learned_appearance(root / "celeba-299", default_basis_path(), components=5, residual_components=2,
                              max_identities=6, progress=False)

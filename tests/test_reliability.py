@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 
 from synface.cli import app
 from synface.config import ConfigError
-from synface.datasets.build import generate_dataset, merge_datasets, ShardSelection
+from synface.datasets.build import generate_dataset, merge_datasets
 from synface.datasets.spec import DatasetSpec
 from synface.datasets.storage import ShardedDataset, shard_files, verify_dataset
 from synface.errors import FolderInUseError, OutputWriteError, SynfaceError

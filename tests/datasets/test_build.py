@@ -1,6 +1,7 @@
 """Generation at scale: identical bytes whatever the split, resumable after SIGKILL, corruption caught."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,3 +143,31 @@ def test_a_dataset_rendered_by_another_generator_version_is_not_resumed(tmp_path
     (tmp_path / "d" / "generator.txt").write_text("older\n")
     with pytest.raises(SynfaceError, match="rendered by generator 'older'"):
         prepare_output(tmp_path / "d", spec)
+
+
+def test_the_builder_writes_the_validation_split_that_training_only_opens(reference, tmp_path):
+    from synface.datasets.build import VALIDATION_SPLIT, generate_validation_split
+    from synface.datasets.spec import read_spec
+    from synface.train.config import load_train_config
+    from synface.train.loop import Trainer
+
+    root = tmp_path / "data"
+    shutil.copytree(reference, root)
+    folder = generate_validation_split(root, identities=3, samples=2)
+    assert folder == root / VALIDATION_SPLIT
+    split, train = read_spec(folder), read_spec(root)
+    assert (split.namespace, split.mixup, split.identities, split.samples) == ("validation", "none", 3, 2)
+    assert (split.appearance, split.sampler, split.size) == (train.appearance, train.sampler, train.size)
+    first = tree_bytes(folder)
+    assert generate_validation_split(root, identities=3, samples=2) == folder and tree_bytes(folder) == first
+    generate_validation_split(root, identities=4, samples=2)  # another size: replaced, not refused
+    assert read_spec(folder).identities == 4 and len(ShardedDataset(folder)) == 8
+    assert generate_validation_split(root, identities=0) is None  # off
+    cfg = load_train_config("cpu", {"compile": False, "amp": False, "batch_size": 8, "workers": 0, "optim.epochs": 1,
+                                    "optim.milestones": [0.5], "validation.identities": 4, "validation.samples": 2})
+    summary = Trainer(cfg, root, tmp_path / "run", progress=False).run()
+    assert summary["val_accuracy"] is not None and not (tmp_path / "run" / "validation-data").exists()
+    shutil.rmtree(folder)
+    summary = Trainer(cfg, root, tmp_path / "run2", progress=False).run()
+    assert summary["val_accuracy"] is None  # no split: trains without, renders nothing itself
+    assert read_spec(tmp_path / "run2") is None and not (root / VALIDATION_SPLIT).exists()

@@ -10,9 +10,9 @@ import torch
 
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.facemodel.latents import canonical_illumination, lighting_sh
-from synface.facemodel.learned import (
-    LearnedBasis, TexelMap, Unwrapper, build_appearance, build_learned_appearance, pca, reconstruction_error,
-)
+from synface.facemodel.basis import LearnedBasis
+from synface.facemodel.basis_builder import TexelMap, Unwrapper, build_learned_appearance, pca, reconstruction_error
+from synface.facemodel.learned import build_appearance
 from synface.facemodel.pose import rotation_matrices
 from synface.generate.generator import FaceGenerator, GeneratorConfig
 

@@ -260,3 +260,29 @@ def test_mtcnn_alignment_puts_the_detected_points_on_the_template(generator, dat
     assert error(ours) < error(exact)
     with pytest.raises(SynfaceError, match="unknown alignment 'eyes'"):
         FaceGenerator(GeneratorConfig(size=(112, 96), alignment="eyes"))
+
+
+def test_a_signature_only_hashes_and_the_builder_builds_explicitly(tmp_path, monkeypatch, data_root):
+    import synface.facemodel.learned as learned
+    from synface.errors import DataNotFoundError
+    from synface.generate.generator import ensure_generator_inputs
+
+    monkeypatch.setenv("SYNFACE_CACHE", str(tmp_path / "empty-cache"))
+    builds = []
+    def fake_build(real, out, model=None):
+        builds.append(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"a basis")
+
+    monkeypatch.setattr(learned, "build_learned_appearance", fake_build)
+    with pytest.raises(DataNotFoundError, match="synface appearance build"):
+        generator_signature(GeneratorConfig())  # a name was wanted: no multi-minute build behind it
+    assert builds == [] and not (tmp_path / "empty-cache" / "appearance").exists()
+    assert generator_signature(GeneratorConfig(appearance="procedural")).endswith("appearance=procedural")
+    with pytest.raises(DataNotFoundError, match="synface appearance scenes"):
+        generator_signature(GeneratorConfig(appearance="procedural",
+                                            sampler=SamplerConfig(illumination_prior="photos")))
+    ensure_generator_inputs(GeneratorConfig(appearance="procedural"))
+    assert builds == []  # nothing to build for procedural faces
+    ensure_generator_inputs(GeneratorConfig())
+    assert builds == [tmp_path / "empty-cache" / "appearance" / "celeba-299.npz"]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from synface.config import from_dict
-from synface.datasets.spec import DatasetSpec, ImagePlan, plan_images
+from synface.datasets.spec import DatasetSpec, ImagePlan, load_spec, plan_images, read_spec, resolve_spec
 from synface.datasets.storage import (
     NOT_WRITTEN,
     load_shard_meta,
@@ -35,7 +34,7 @@ from synface.errors import SynfaceError, cannot_write
 from synface.locks import LOCK_NAME, folder_lock
 from synface.facemodel.latents import active_blendshapes
 from synface.faces.templates import parse_size
-from synface.generate.generator import FaceGenerator, GeneratorConfig, generator_signature
+from synface.generate.generator import FaceGenerator, GeneratorConfig, ensure_generator_inputs, generator_signature
 
 RENDER_BATCH = 64
 
@@ -171,6 +170,7 @@ def generate_dataset(
     complete.
     """
     root = Path(out)
+    ensure_generator_inputs(generator_config(spec))
     if not resume and root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
         raise SynfaceError(f"{root} is not empty and --no-resume was given")
     with folder_lock(root, "its shards"):
@@ -342,10 +342,38 @@ def _manifest_rows(root: Path, spec: DatasetSpec):
             }
 
 
+# ---- the held-out validation split -----------------------------------------------------------
+VALIDATION_SPLIT = "validation"  # a dataset's held-out split: DATASET/validation, a dataset itself
+
+
+def validation_spec(train_spec: DatasetSpec | None, identities: int, samples: int) -> DatasetSpec:
+    """The training set's generator settings (the defaults for real data), other people
+    (seed namespace ``validation``), no mixup."""
+    base = train_spec or load_spec("syn_10k_50")
+    spec = replace(base, name=f"{base.name}-validation", namespace="validation", mixup="none", groups=None,
+                   identities=identities, samples=samples, scale=1.0)
+    return resolve_spec(spec)
+
+
+def generate_validation_split(root: str | Path, identities: int = 100, samples: int = 4,
+                              progress: bool = False) -> Path | None:
+    """Write ``root/validation``: ``identities`` x ``samples`` held-out synthetic people for
+    training's validation (never LFW), rendered like ``root``'s data (with the default
+    generator for imported real data). Resumable; a split of another size is replaced (it is
+    derived data). None when ``identities`` < 2 (validation off)."""
+    if identities < 2:
+        return None
+    root = Path(root)
+    folder = root / VALIDATION_SPLIT
+    spec = validation_spec(read_spec(root), identities, samples)
+    if (folder / "spec.yaml").is_file() and (folder / "spec.yaml").read_text() != spec.to_yaml():
+        shutil.rmtree(folder)
+    generate_dataset(spec, folder, progress=progress)
+    return folder
+
+
 def merge_datasets(parts: list[str | Path], out: str | Path) -> dict:
     """Copy the shards of several partial runs of one spec into ``out`` and finish it."""
-    from synface.config import load_yaml
-
     out = Path(out)
     specs = []
     for part in map(Path, parts):
@@ -355,7 +383,7 @@ def merge_datasets(parts: list[str | Path], out: str | Path) -> dict:
     texts = {text for _, text in specs}
     if len(texts) != 1:
         raise SynfaceError("the parts were generated from different specs: " + ", ".join(str(p) for p, _ in specs))
-    spec = from_dict(DatasetSpec, load_yaml(specs[0][0] / "spec.yaml"), "spec.yaml")
+    spec = read_spec(specs[0][0])
     with folder_lock(out, "the merged shards"):
         return _merge_locked(specs, spec, out)
 

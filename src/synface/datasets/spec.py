@@ -130,6 +130,15 @@ def load_spec(name_or_path: str | Path) -> DatasetSpec:
     return from_dict(DatasetSpec, load_yaml(path), where=str(path))
 
 
+def read_spec(root: str | Path) -> DatasetSpec | None:
+    """The spec a dataset folder was generated from (its ``spec.yaml``), or None for a folder
+    without one (imported real data). The one reader of ``spec.yaml``."""
+    path = Path(root) / "spec.yaml"
+    if not path.is_file():
+        return None
+    return from_dict(DatasetSpec, load_yaml(path), where=str(path))
+
+
 def resolve_spec(
     spec: DatasetSpec, scale: float | None = None, width: int | None = None, depth: int | None = None
 ) -> DatasetSpec:

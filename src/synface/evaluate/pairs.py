@@ -8,7 +8,7 @@ so each image is aligned and embedded once however many pairs use it.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +208,18 @@ def load_insightface_bin(path: str | Path, folds: int = 10) -> PairList:
     fold_of = np.concatenate([np.full(len(block), k) for k, block in enumerate(np.array_split(np.arange(len(pairs)), folds))])
     return PairList(name=path.stem, image_root=path.parent, images=[f"{path.name}#{i}" for i in range(len(images))],
                     pairs=pairs, same=issame, folds=fold_of.astype(np.int64), landmarks_file=None, crops=crops)
+
+
+def subset_pairs(bench: PairList, per_fold: int) -> PairList:
+    """The first ``per_fold`` matched and the first ``per_fold`` mismatched pairs of every
+    fold, with only the images they use: the same protocol in miniature (smoke runs). The
+    choice depends on pair order alone, so LFW and Syn-LFW (one pairs.txt) pick alike."""
+    keep = []
+    for fold in range(bench.num_folds):
+        for same in (True, False):
+            keep.extend(np.flatnonzero((bench.folds == fold) & (bench.same == same))[:per_fold])
+    keep = np.sort(np.array(keep, dtype=np.int64))
+    used, inverse = np.unique(bench.pairs[keep], return_inverse=True)
+    crops = bench.crops[used] if bench.crops is not None else None
+    return replace(bench, images=[bench.images[i] for i in used], pairs=inverse.reshape(-1, 2),
+                   same=bench.same[keep], folds=bench.folds[keep], crops=crops)

@@ -26,13 +26,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from synface.config import ConfigError, from_dict, key_dict, load_yaml, to_dict
-from synface.datasets.build import generator_config
+from synface.datasets.build import VALIDATION_SPLIT, generator_config
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.datasets.real import import_identity_folder
 from synface.experiments.appearance_ab import AB_OVERRIDES
 from synface.experiments.demo import generate_train_evaluate, train_evaluate
-from synface.generate.generator import generator_signature
+from synface.generate.generator import ensure_generator_inputs, generator_signature
 from synface.paths import config_dir, data_path
 from synface.train.config import load_train_config
 
@@ -102,6 +102,7 @@ def plan_run(lever: Lever, seed: int, base_spec: str = "demo"):
         spec = resolve_spec(apply_spec_changes(replace(load_spec(base_spec), seed=seed), lever.spec, lever.name))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"lever {lever.name}: {exc}") from None
+    ensure_generator_inputs(generator_config(spec))
     signature = generator_signature(generator_config(spec))
     return spec, config, signature, _digest(key_dict(spec), key_dict(config), signature)
 
@@ -118,10 +119,10 @@ def _run(lever: Lever, spec: DatasetSpec | None, config, data: Path, out: Path, 
     return generate_train_evaluate(spec, data / f"{spec.name}-{spec_key}", config, out, workers), spec_key, spec.num_images
 
 
-def judge_run(lever: Lever, run: Path, data: Path) -> dict | None:
-    """dlib's separability figures of the people a run learned from, as a guide: the run's
-    synthetic validation people (100 x 4, its generator settings, no mixup), or the real
-    identity folder it trained on. None when dlib is not installed."""
+def judge_run(lever: Lever, dataset: Path | None, data: Path) -> dict | None:
+    """dlib's separability figures of the people a run learned from, as a guide: the
+    validation split of its synthetic ``dataset`` (100 x 4, its generator settings, no
+    mixup), or the real identity folder it trained on. None when dlib is not installed."""
     try:
         from synface.evaluate.dlib_judge import DlibJudge, judge_dataset
 
@@ -131,7 +132,7 @@ def judge_run(lever: Lever, run: Path, data: Path) -> dict | None:
         return None
     from synface.datasets.storage import ShardedDataset
 
-    folder = data / f"real-{lever.data}" if lever.data != "synthetic" else run / "validation-data"
+    folder = data / f"real-{lever.data}" if lever.data != "synthetic" else dataset / VALIDATION_SPLIT
     try:
         figures = judge_dataset(ShardedDataset(folder), judge=judge)
     except SynfaceError as exc:
@@ -176,7 +177,8 @@ def run_ab(
                    "precision": run["summary"]["runtime"]["precision"], "seconds": run["seconds"]}
             result_file.write_text(json.dumps(row, indent=2) + "\n")
         if seed == seeds[0] and "dlib" not in row:
-            row["dlib"] = judge_run(lever, result_file.parent, data)
+            dataset = data / f"{spec.name}-{row['spec_key']}" if spec is not None else None
+            row["dlib"] = judge_run(lever, dataset, data)
             result_file.write_text(json.dumps(row, indent=2) + "\n")
         runs.setdefault(lever.name, []).append(row)
     summary = summarise(levers, runs, seeds, default, command, base_spec)

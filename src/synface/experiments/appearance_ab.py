@@ -20,7 +20,7 @@ from synface.datasets.build import generator_config
 from synface.datasets.spec import load_spec, resolve_spec
 from synface.experiments.demo import DEMO_OVERRIDES, generate_train_evaluate
 from synface.facemodel.learned import APPEARANCE_MODES
-from synface.generate.generator import GeneratorConfig, generator_signature
+from synface.generate.generator import GeneratorConfig, ensure_generator_inputs, generator_signature
 from synface.train.config import load_train_config
 
 COMMAND = "synface appearance ab"
@@ -45,6 +45,7 @@ def run_appearance_ab(
             name = f"{mode}-seed{seed}"
             result_file = out / name / "result.json"
             spec = resolve_spec(replace(load_spec(spec_name), appearance=mode, seed=seed))
+            ensure_generator_inputs(generator_config(spec))
             signature = generator_signature(generator_config(spec))
             # A result from another generator is measured again (generate_train_evaluate
             # then replaces that run's data and training), never reported under this one.

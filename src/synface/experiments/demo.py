@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synface.datasets.build import generate_dataset, stale_generator
+from synface.datasets.build import generate_dataset, generate_validation_split, generator_config, stale_generator
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError
 from synface.evaluate.benchmark import evaluate_model
 from synface.evaluate.embed import embed_crops
-from synface.facemodel.learned import ensure_basis
 from synface.faces.templates import parse_size
+from synface.generate.generator import ensure_generator_inputs
 from synface.models.backbones import get_backbone
 from synface.models.checkpoint import load_backbone
 from synface.train.config import TrainConfig, load_train_config
@@ -112,8 +112,7 @@ def generate_train_evaluate(
     ``deadline`` (a ``time.time()``): fit training into what is left of it after the data
     and the estimated evaluation (see the module's docstring)."""
     start = time.perf_counter()
-    if spec.appearance != "procedural":
-        ensure_basis()  # built once (~1.5-3 min), cached: timed apart from the rendering
+    ensure_generator_inputs(generator_config(spec))  # built once (~1.5-3 min), cached: timed apart
     timings = {"appearance_basis_s": time.perf_counter() - start}
     start = time.perf_counter()
     replace_stale_run(spec, data, out)
@@ -124,13 +123,16 @@ def generate_train_evaluate(
 
 def train_evaluate(
     data: Path, config: TrainConfig, out: Path, with_floor: bool = False, deadline: float | None = None,
-    timings: dict | None = None,
+    timings: dict | None = None, real: Path | None = None, benchmark: str | None = "lfw",
 ) -> dict:
-    """Train ``config`` on the dataset ``data`` (synthetic or imported real) into ``out``,
-    resuming from its checkpoint, and score it on LFW: the second half of
-    ``generate_train_evaluate``."""
+    """Train ``config`` on the dataset ``data`` (synthetic or imported real; with ``real``, a
+    real set mixed in by domain mixup) into ``out``, resuming from its checkpoint, and score
+    it on ``benchmark`` (None: not scored here): the second half of ``generate_train_evaluate``."""
     timings = dict(timings or {})
-    trainer = Trainer(config, data, out)
+    t0 = time.perf_counter()
+    generate_validation_split(data, config.validation.identities, config.validation.samples)
+    timings["validation_split_s"] = time.perf_counter() - t0
+    trainer = Trainer(config, data, out, real=real)
     budget_min = None
     if deadline is not None:
         t0 = time.perf_counter()
@@ -149,17 +151,21 @@ def train_evaluate(
                    "training again")
     t0 = time.perf_counter()
     summary = trainer.run(resume=checkpoint.is_file())
+    trainer.close()
     timings["train_s"] = time.perf_counter() - t0
+    if benchmark is None:
+        return {"summary": summary, "lfw": None, "floor": None, "training_budget_min": budget_min,
+                "seconds": {k: round(v, 1) for k, v in timings.items()}}
     t0 = time.perf_counter()
     size = parse_size(config.input_size)
     model, _ = load_backbone(out / "checkpoint.pt")
     precision = trainer.runtime.precision
     try:
-        result = evaluate_model(model, "lfw", size, amp=precision)
+        result = evaluate_model(model, benchmark, size, amp=precision)
         floor = None
         if with_floor:
             torch.manual_seed(0)
-            floor = evaluate_model(get_backbone(config.backbone, size), "lfw", size, amp=precision)
+            floor = evaluate_model(get_backbone(config.backbone, size), benchmark, size, amp=precision)
     except DataNotFoundError:
         result = floor = None
     timings["evaluate_s"] = time.perf_counter() - t0

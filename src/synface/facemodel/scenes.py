@@ -22,22 +22,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from synface.errors import DataNotFoundError, SynfaceError
+from synface.facemodel.appearance import atlas_size
+from synface.facemodel.basis_builder import (
+    MAX_POSE_RMS, TexelMap, Unwrapper, list_real_images, luminance, project_mean_face,
+)
 from synface.facemodel.fitting import ANNOTATION_PITCH_OFFSET_DEG
 from synface.facemodel.latents import canonical_illumination, sh_basis
 from synface.facemodel.model import FaceModel
+from synface.imageio import read_rgb
+from synface.paths import cache_root
 
 SCENES_VERSION = 1
 
 
 def default_scenes_path() -> Path:
-    from synface.paths import cache_root
-
     return cache_root() / "scenes" / "celeba-299.npz"
 
 
 def face_on_luminance(light: np.ndarray) -> float:
-    from synface.facemodel.learned import luminance
-
     return float(luminance(sh_basis(np.array([0.0, 0.0, 1.0])) @ np.asarray(light, np.float64)))
 
 
@@ -54,10 +56,6 @@ def build_photo_scenes(
     """Fit pose and light to every photo of ``real`` (of its first ``max_identities`` people)
     and write ``out`` (.npz): poses (N, 3) yaw/pitch/roll radians, lights (N, 9, 3), files
     (N,). Returns a summary."""
-    from synface.facemodel.appearance import atlas_size
-    from synface.facemodel.learned import MAX_POSE_RMS, TexelMap, Unwrapper, list_real_images, project_mean_face
-    from synface.imageio import read_rgb
-
     real, out = Path(real), Path(out)
     table, _ = list_real_images(real)
     if max_identities:
@@ -128,7 +126,13 @@ def load_photo_lights(path: str | Path | None = None) -> np.ndarray:
 
 
 def scenes_fingerprint(path: str | Path | None = None) -> str:
-    return hashlib.sha1(ensure_scenes(path).read_bytes()).hexdigest()[:12]
+    """A short hash of a scenes file's bytes. Hashes only: a missing file is an error naming
+    how to make it, never a fit."""
+    path = Path(path) if path is not None else default_scenes_path()
+    if not path.is_file():
+        raise DataNotFoundError(f"photo scenes not found: {path}; fit them with `synface appearance scenes` "
+                                "(`synface generate`, `demo`, `ab` and `reproduce` fit them on their own)")
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12]
 
 
 def pose_spread(poses: np.ndarray) -> dict:

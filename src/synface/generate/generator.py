@@ -10,17 +10,19 @@ share one template and one pixel convention.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from synface.errors import SynfaceError
-from synface.facemodel.learned import DEFAULT_APPEARANCE, basis_fingerprint, build_appearance
+from synface.facemodel.basis import basis_fingerprint
+from synface.facemodel.learned import DEFAULT_APPEARANCE, build_appearance, ensure_basis
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
-from synface.facemodel.scenes import load_photo_lights, scenes_fingerprint
+from synface.facemodel.scenes import ensure_scenes, load_photo_lights, scenes_fingerprint
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
@@ -80,10 +82,34 @@ class GeneratorConfig:
     scenes_path: str | None = None
 
 
+def ensure_generator_inputs(config: GeneratorConfig) -> None:
+    """Build what ``config`` renders from and does not find: the learned appearance basis
+    (~2 min from celeba-299) and the photo scenes (~1 min), with progress bars. Experiments
+    and the dataset builder call it before anything asks for a signature."""
+    if config.appearance != "procedural":
+        _ensure_once(ensure_basis, config.appearance_path)
+    if config.sampler.illumination_prior == "photos":
+        _ensure_once(ensure_scenes, config.scenes_path)
+
+
+_ENSURED: dict = {}  # (what, path asked for) -> (file, its mtime) once ensured in this process
+
+
+def _ensure_once(ensure, path) -> None:
+    """``ensure(path)``, skipped when it already passed in this process and its file has not
+    changed since (checking a basis against the mesh takes ~0.7 s; a study plans dozens of runs)."""
+    known = _ENSURED.get((ensure.__name__, str(path)))
+    if known is not None and known[0].is_file() and known[0].stat().st_mtime_ns == known[1]:
+        return
+    found = Path(ensure(path))
+    _ENSURED[(ensure.__name__, str(path))] = (found, found.stat().st_mtime_ns)
+
+
 def generator_signature(config: GeneratorConfig) -> str:
     """What decides a generator's pixels besides the latents: the code version, the appearance
     mode and, for learned modes, the basis file and spread, and options away from their
-    defaults. Datasets record it (generator.txt)."""
+    defaults. Datasets record it (generator.txt). Hashes only, never builds: a missing basis
+    or scenes file is an error saying how to make it (``ensure_generator_inputs`` does)."""
     if config.appearance == "procedural":
         signature = f"{GENERATOR_VERSION} appearance=procedural"
     else:

@@ -24,13 +24,15 @@ class OptimConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    epochs: int = 40
+    # Fractions allowed: an equal-compute study trains every run the same number of steps
+    # whatever its dataset size (experiments/reproduce).
+    epochs: int | float = 40
     milestones: tuple[float, ...] = (24, 30, 36)  # epochs (fractions allowed) where lr /= 10
     warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.epochs < 1:
-            raise ValueError(f"optim: lr must be > 0 and epochs >= 1, got lr {self.lr}, epochs {self.epochs}")
+        if self.lr <= 0 or self.epochs <= 0:
+            raise ValueError(f"optim: lr and epochs must be > 0, got lr {self.lr}, epochs {self.epochs}")
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("optim: momentum must lie in [0, 1), weight_decay and warmup_epochs >= 0")
         if list(self.milestones) != sorted(self.milestones) or any(m <= 0 for m in self.milestones):

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from synface.config import ConfigError, dump_yaml, from_dict, load_yaml, to_dict
-from synface.datasets.spec import DatasetSpec
+from synface.config import ConfigError, dump_yaml, from_dict, to_dict
+from synface.datasets.build import VALIDATION_SPLIT
 from synface.datasets.storage import ShardedDataset, SoftLabels, collate_batch
 from synface.errors import DataNotFoundError, SynfaceError, cannot_write
 from synface.locks import folder_lock
@@ -41,11 +41,12 @@ from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
 from synface.train.distributed import any_over_ranks, barrier, init_distributed, mean_over_ranks, min_over_ranks, shutdown
 from synface.models.inference import fit_input
-from synface.train.validation import build_validation_set, validate
+from synface.train.validation import validate
 
 CHECKPOINT = "checkpoint.pt"
 # What --resume may change: the length and schedule of the run and how it is watched, never
 # what a step computes.
+COMPILE_MIN_IMAGES = 100 * 256
 RESUMABLE_CHANGES = {"optim.epochs", "optim.milestones", "time_budget_min", "fit_to_budget", "workers", "log_every",
                      "validation.every_epochs", "threads"}
 # Steps timed before a time-budgeted run sizes itself to the machine (after the first
@@ -151,7 +152,10 @@ class Trainer:
         real: str | Path | None = None,
         device: str = "auto",
         progress: bool = True,
+        validation: str | Path | None = None,
     ) -> None:
+        """``validation``: the held-out synthetic split to validate on (a dataset folder);
+        default ``data/validation``, which ``synface generate`` writes."""
         self.config = config
         self.out = Path(out)
         self.device = resolve_device(device)
@@ -161,6 +165,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.progress = progress and self.dist.is_main
         self.syn = ShardedDataset(data)
+        self.validation_root = Path(validation) if validation is not None else Path(data) / VALIDATION_SPLIT
         self.real = ShardedDataset(real) if real is not None else None
         self._check_datasets(Path(data), Path(real) if real is not None else None)
         self.input_size = parse_size(config.input_size)
@@ -172,7 +177,7 @@ class Trainer:
         self.steps_per_epoch = len(self.syn) // config.batch_size
         if self.steps_per_epoch < 1:
             raise SynfaceError(f"{data}: {len(self.syn)} images is less than one batch of {config.batch_size}")
-        self.total_steps = self.steps_per_epoch * config.optim.epochs
+        self.total_steps = max(1, round(self.steps_per_epoch * config.optim.epochs))
         self.planned_steps = self.total_steps  # the config's plan; total_steps may be fitted to a budget
         self.psi_grid = phi_grid(config.domain_mixup)
         self.runtime = self._plan_runtime()
@@ -201,12 +206,13 @@ class Trainer:
 
     def _plan_runtime(self) -> RuntimePlan:
         """Resolve precision / compile / layout / threads for this machine (synface.runtime).
-        Compiling repays itself only over a long run: ~30-90 s once, against 1-2 s a step."""
+        Compiling repays itself only over a long run: ~30-90 s once, against ~1 s per 256
+        images, so the run's length is counted in images (100 batches of 256), not steps."""
         c = self.config
         # Timings differ between processes, so under torchrun no probe may decide (fp32 then).
         probe = self._time_precision if self.dist.world == 1 else None
         return plan_runtime(self.device, c.amp, c.compile, c.channels_last, c.threads, c.compile_mode,
-                            long_run=self.total_steps >= 100, probe=probe)
+                            long_run=self.total_steps * c.batch_size >= COMPILE_MIN_IMAGES, probe=probe)
 
     def _time_precision(self, precision: str) -> float:
         """Seconds per forward + backward of a copy of the model on a random batch (the
@@ -543,12 +549,12 @@ class Trainer:
         v = self.config.validation
         if v.identities < 2:
             return None
-        folder = self.out / "validation-data"
-        if self.dist.is_main:
-            spec_file = self.syn.root / "spec.yaml"
-            spec = from_dict(DatasetSpec, load_yaml(spec_file), str(spec_file)) if spec_file.is_file() else None
-            build_validation_set(folder, spec, v)
-        barrier(self.dist)
+        folder = self.validation_root
+        if not (folder / "dataset.json").is_file():
+            if self.progress:
+                tqdm.write(f"no validation split at {folder}: training without synthetic validation (`synface "
+                           "generate` writes one; `synface validation-split DATA` adds one to any dataset)")
+            return None
         return ShardedDataset(folder)
 
     def _validate(self, validation: ShardedDataset) -> None:

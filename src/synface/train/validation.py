@@ -1,35 +1,17 @@
 """Validation on held-out synthetic identities (seed namespace ``validation``), never LFW:
-picking an epoch or a recipe on the test benchmark would make its number meaningless."""
+picking an epoch or a recipe on the test benchmark would make its number meaningless. The
+dataset builder writes the split (``datasets.build.generate_validation_split``); training
+only opens it."""
 
 from __future__ import annotations
-
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from synface.datasets.build import generate_dataset
-from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.datasets.storage import ShardedDataset
 from synface.evaluate.embed import embed_crops
 from synface.evaluate.verification import identity_pairs, verification_metrics
-from synface.train.config import ValidationConfig
-
-
-def validation_spec(train_spec: DatasetSpec | None, config: ValidationConfig) -> DatasetSpec:
-    """The training set's generator settings, other people, no mixup."""
-    base = train_spec or load_spec("syn_10k_50")
-    spec = replace(base, name=f"{base.name}-validation", namespace="validation", mixup="none", groups=None,
-                   identities=config.identities, samples=config.samples, scale=1.0)
-    return resolve_spec(spec)
-
-
-def build_validation_set(folder: Path, train_spec: DatasetSpec | None, config: ValidationConfig) -> ShardedDataset:
-    spec = validation_spec(train_spec, config)
-    generate_dataset(spec, folder, progress=False)
-    return ShardedDataset(folder)
 
 
 def validation_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
