@@ -42,3 +42,25 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path)
+
+
+def write_contact_sheet(rows: list[tuple[str, np.ndarray]], path: str | Path) -> Path:
+    """One captioned strip per (label, uint8 images (N, H, W, 3)) row, stacked, written as a
+    256-colour PNG (small enough to commit)."""
+    from PIL import ImageDraw
+
+    strips = []
+    for label, images in rows:
+        strip = Image.fromarray(np.concatenate(list(images), axis=1))
+        caption = Image.new("RGB", (strip.width, 14), "white")
+        ImageDraw.Draw(caption).text((2, 1), label, fill="black")
+        strips += [caption, strip]
+    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    y = 0
+    for strip in strips:
+        sheet.paste(strip, (0, y))
+        y += strip.height
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.quantize(colors=256).save(path, optimize=True)
+    return path

@@ -388,11 +388,9 @@ def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, sampl
     """A PNG with one row per synthetic lever whose generator differs from the others: the same
     ``identities`` x ``samples`` images (seed ``seed``) as each lever renders them, so a reader
     sees what a lever changes. Levers that only change training are left out."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
     from synface.datasets.build import make_generator
     from synface.generate.generator import image_keys
+    from synface.imageio import write_contact_sheet
 
     ids = [i for i in range(identities) for _ in range(samples)]
     picks = [s for _ in range(identities) for s in range(samples)]
@@ -406,17 +404,5 @@ def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, sampl
             continue
         seen.add(signature)
         gen = make_generator(spec)
-        faces = gen.render(gen.latents(ids, picks, spec.namespace), image_keys(ids, picks))
-        strip = Image.fromarray(np.concatenate(list(faces), axis=1))
-        label = Image.new("RGB", (strip.width, 14), "white")
-        ImageDraw.Draw(label).text((2, 1), lever.name, fill="black")
-        rows += [label, strip]
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    y = 0
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(colors=256).save(out, optimize=True)
-    return out
+        rows.append((lever.name, gen.render(gen.latents(ids, picks, spec.namespace), image_keys(ids, picks))))
+    return write_contact_sheet(rows, out)

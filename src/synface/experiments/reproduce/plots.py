@@ -1,5 +1,5 @@
 """The studies' figures: bars against the paper, the attack curve, the width x depth heat
-map, the MDS of class embeddings (Fig. 3) and a contact sheet of each study's data."""
+map and the MDS of class embeddings (Fig. 3)."""
 
 from __future__ import annotations
 
@@ -144,23 +144,3 @@ def classical_mds(distances: np.ndarray, dims: int = 2) -> np.ndarray:
     top = np.argsort(values)[::-1][:dims]
     coords = vectors[:, top] * np.sqrt(np.clip(values[top], 0.0, None))
     return coords * np.sign(coords[0] + 1e-12)  # a fixed orientation: the same input, the same plot
-
-
-def contact_sheet(rows: list[tuple[str, np.ndarray]], path: Path) -> Path:
-    """One labelled strip of crops per dataset; a small palette PNG."""
-    from PIL import Image, ImageDraw
-
-    strips = []
-    for label, images in rows:
-        strip = Image.fromarray(np.concatenate(list(images), axis=1))
-        caption = Image.new("RGB", (strip.width, 14), "white")
-        ImageDraw.Draw(caption).text((2, 1), label, fill="black")
-        strips += [caption, strip]
-    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
-    y = 0
-    for strip in strips:
-        sheet.paste(strip, (0, y))
-        y += strip.height
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(colors=256).save(path, optimize=True)
-    return path

@@ -13,6 +13,7 @@ from synface.experiments.reproduce import plots
 from synface.experiments.reproduce.report import load_results, render_reproduction, result_path, summarise_study
 from synface.experiments.reproduce.runner import Reproduction, class_embeddings, intra_spread, write_json_atomic
 from synface.experiments.reproduce.studies import Study, load_study, study_names
+from synface.imageio import write_contact_sheet
 from synface.runtime import describe_host, host_info
 
 MDS_CLASSES = 2  # per set in the Fig. 3 plot, as the paper
@@ -133,4 +134,4 @@ def contact_sheet(jobs: list[dict], path: Path) -> Path:
         index = np.concatenate([np.flatnonzero(labels == c)[:SHEET_SAMPLES] for c in np.unique(labels)[:SHEET_IDENTITIES]])
         crops = ds.images(index)[:, ::2, ::2]
         rows.append((f"{job['run'].name}: {folder.name}", crops))
-    return plots.contact_sheet(rows, path)
+    return write_contact_sheet(rows, path)
