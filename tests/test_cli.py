@@ -108,8 +108,11 @@ def test_dataset_commands_generate_stats_export(tmp_path, data_root):
     spec = tmp_path / "mini.yaml"
     spec.write_text("name: mini\nidentities: 3\nsamples: 2\nmixup: syn2\n")
     out = tmp_path / "mini"
-    result = runner.invoke(app, ["generate", str(spec), "--out", str(out)])
+    result = runner.invoke(app, ["generate", str(spec), "--out", str(out), "--validation-identities", "3",
+                                 "--validation-samples", "2"])
     assert result.exit_code == 0, result.output
+    split = json.loads((out / "validation" / "dataset.json").read_text())
+    assert (split["num_classes"], split["num_images"], split["name"]) == (3, 6, "mini-validation")
     result = runner.invoke(app, ["stats", str(out), "--out", str(tmp_path / "stats")])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "stats" / "stats.json").read_text())

@@ -150,7 +150,7 @@ def test_two_writers_at_once_one_finishes_and_one_is_refused(spec_path, referenc
             "make = build._make_shard\n"
             "build._make_shard = lambda *a: (time.sleep(1.0), make(*a))\n"
             "from synface.cli import main\n"
-            "sys.argv = ['synface', 'generate', sys.argv[1], '--out', sys.argv[2]]\n"
+            "sys.argv = ['synface', 'generate', sys.argv[1], '--out', sys.argv[2], '--validation-identities', '0']\n"
             "main()\n")
     first = subprocess.Popen([sys.executable, "-c", slow, str(spec_path), str(out)], env=env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -158,7 +158,8 @@ def test_two_writers_at_once_one_finishes_and_one_is_refused(spec_path, referenc
     deadline = time.time() + 120
     while time.time() < deadline and not (lock.is_file() and lock.read_text()):
         time.sleep(0.02)
-    second = subprocess.run([sys.executable, "-m", "synface.cli", "generate", str(spec_path), "--out", str(out)],
+    second = subprocess.run([sys.executable, "-m", "synface.cli", "generate", str(spec_path), "--out", str(out),
+                             "--validation-identities", "0"],
                             env=env(), capture_output=True, text=True)
     first.communicate()
     assert first.returncode == 0

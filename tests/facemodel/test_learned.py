@@ -10,7 +10,7 @@ import torch
 
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.facemodel.latents import canonical_illumination, lighting_sh
-from synface.facemodel.basis import LearnedBasis
+from synface.facemodel.basis import LearnedBasis, StaleBasisError
 from synface.facemodel.basis_builder import TexelMap, Unwrapper, build_learned_appearance, pca, reconstruction_error
 from synface.facemodel.learned import build_appearance
 from synface.facemodel.pose import rotation_matrices
@@ -191,7 +191,7 @@ def test_a_basis_built_for_another_mesh_is_refused_or_rebuilt_when_it_is_the_def
     np.savez(stale, **arrays)
     assert not learned_module.basis_is_current(stale, generator.mesh)
     # A basis the user named is theirs: refused with the command that rebuilds it.
-    with pytest.raises(learned_module.StaleBasisError, match="appearance build"):
+    with pytest.raises(StaleBasisError, match="appearance build"):
         build_appearance(generator.model, "learned", stale)
     # The default basis is ours: rebuilt in place (here from the small real set, for speed).
     rebuilt = []

@@ -32,7 +32,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.epochs <= 0:
-            raise ValueError(f"optim: lr and epochs must be > 0, got lr {self.lr}, epochs {self.epochs}")
+            raise ValueError(f"optim: lr must be > 0 and epochs > 0, got lr {self.lr}, epochs {self.epochs}")
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("optim: momentum must lie in [0, 1), weight_decay and warmup_epochs >= 0")
         if list(self.milestones) != sorted(self.milestones) or any(m <= 0 for m in self.milestones):

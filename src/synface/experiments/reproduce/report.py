@@ -48,10 +48,17 @@ def summarise_study(study: Study, scale: str, jobs: list[dict], results: list[di
                     for m in names},
         })
     summary = {"study": study.name, "paper": study.paper, "title": study.title, "scale": scale,
+               "seconds": round(sum(run_seconds(r, study.benchmarks) for r in results), 1),
                "seeds": sorted({s["seed"] for r in rows for s in r["per_seed"]}), "benchmarks": study.benchmarks,
                "command": command, "host": host, "rows": rows}
     summary["claims"] = [judge_claim(claim, summary) for claim in study.claims]
     return summary
+
+
+def run_seconds(result: dict, benchmarks: list[str]) -> float:
+    """What one run cost when it was made: its data, training and this study's scoring."""
+    made = sum(v for k, v in result["seconds"].items() if k != "estimate_s")
+    return made + sum(s.get("seconds", 0.0) for b, s in result["scores"].items() if b in benchmarks)
 
 
 def judge_pair(better: dict | None, worse: dict | None, measure: str) -> dict:
@@ -186,6 +193,7 @@ def render_study(summary: dict) -> list[str]:
         f"## {summary['study']} ({summary['paper']}), `{summary['scale']}` scale: {summary['title']}",
         "",
         f"Seeds {', '.join(map(str, summary['seeds']))}; `{summary['command']}`; "
+        f"{summary.get('seconds', 0) / 60:.0f} min of runs (shared runs counted in each study that uses them; building Syn-LFW not counted); "
         f"{host.get('line', '?')}, {', '.join(sorted({s['precision'] for r in summary['rows'] for s in r['per_seed']}))}.",
         "",
         "| run | data | steps | " + " | ".join(f"{m} (ours)" for m in measures) + " | paper |",

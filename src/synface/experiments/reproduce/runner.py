@@ -212,14 +212,25 @@ class Reproduction:
                 known = unique.setdefault(job["key"], job)
                 known["run"] = _union_benchmarks(known["run"], job["run"])
         results = {}
-        with tqdm(total=len(unique), desc=f"reproduce {self.scale}", unit="run", disable=not self.progress) as bar:
+        # Counted in training steps, the bulk of the time, so the ETA holds across run sizes.
+        work = {key: planned_steps(job) for key, job in unique.items()}
+        with tqdm(total=sum(work.values()), desc=f"reproduce {self.scale} ({len(unique)} runs)", unit="step",
+                  disable=not self.progress) as bar:
             for study, jobs in planned:
                 for job in jobs:
                     if job["key"] not in results:
                         bar.set_postfix_str(f"{job['run'].study}/{job['run'].name} seed {job['seed']}")
                         results[job["key"]] = self.run_job(unique[job["key"]])
-                        bar.update()
+                        bar.update(work[job["key"]])
                 yield {"study": study, "jobs": jobs, "results": [results[j["key"]] for j in jobs]}
+
+
+def planned_steps(job: dict) -> int:
+    """Training steps of ``job`` as planned (its fixed budget, else epochs x batches)."""
+    if job["run"].steps is not None:
+        return job["run"].steps
+    images = job["spec"].num_images if job["spec"] is not None else 0
+    return max(1, round(job["config"].optim.epochs * max(1, images // job["config"].batch_size)))
 
 
 def torchrun_command(job: dict, gpus: int) -> list[str]:
