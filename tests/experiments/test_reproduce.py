@@ -186,3 +186,20 @@ def test_paper_scale_trains_each_run_under_torchrun_with_its_exact_config(tmp_pa
     rebuilt = load_train_config("paper", parse_overrides([f"{k}={v}" for k, v in sets.items()]))
     assert rebuilt == job["config"]  # what torchrun trains is what the run's key names
     assert job["spec"].num_images == 500_000 and job["config"].backbone == "lresnet50e_ir"
+
+
+def test_the_readme_verdict_table_is_replaced_between_its_markers(tmp_path):
+    from synface.experiments.reproduce.suite import README_END, README_START, update_readme
+
+    summary = {"study": "augmentation", "paper": "Appendix A", "scale": "cpu", "claims": [
+        {"text": "Jitter helps", "paper": "88.98 -> 91.23", "verdict": REPRODUCED, "pairs": [{"verdict": REPRODUCED}]}]}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_START}\nold table\n{README_END}\ntail\n")
+    assert update_readme(readme, [summary], ["width-depth"])
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n") and text.endswith(f"{README_END}\ntail\n")
+    assert "| augmentation | Appendix A | Jitter helps | 88.98 -> 91.23 | **reproduced** (1 reproduced) |" in text
+    assert "Not yet run at `cpu` scale: `width-depth`." in text
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, [summary], []) and plain.read_text() == "no markers\n"

@@ -10,7 +10,9 @@ from tqdm.auto import tqdm
 
 from synface.datasets.storage import ShardedDataset
 from synface.experiments.reproduce import plots
-from synface.experiments.reproduce.report import load_results, render_reproduction, result_path, summarise_study
+from synface.experiments.reproduce.report import (
+    load_results, render_reproduction, result_path, summarise_study, verdict_table,
+)
 from synface.experiments.reproduce.runner import Reproduction, class_embeddings, intra_spread, write_json_atomic
 from synface.experiments.reproduce.studies import Study, load_study, study_names
 from synface.imageio import write_contact_sheet
@@ -23,7 +25,8 @@ SHEET_IDENTITIES, SHEET_SAMPLES = 2, 4
 
 def reproduce(names: list[str] | None, scale: str, seeds: int | None = None, out: str | Path = "runs/reproduce",
               data: str | Path = "data/reproduce", reports: str | Path = "reports", workers: int = 2,
-              progress: bool = True, command: str = "synface reproduce", gpus: int | None = None) -> list[dict]:
+              progress: bool = True, command: str = "synface reproduce", gpus: int | None = None,
+              readme: str | Path | None = None) -> list[dict]:
     """Run ``names`` (every study when empty) at ``scale``; write each study's
     ``reports/reproduction/<study>/<scale>.json`` and plots, then ``reports/reproduction.md``."""
     studies = [load_study(n) for n in (names or study_names())]
@@ -39,20 +42,40 @@ def reproduce(names: list[str] | None, scale: str, seeds: int | None = None, out
                                   f"{command} {study.name} --scale {scale}{seeds_arg}", host)
         summary["plots"] = study_plots(study, summary, jobs, repro, reports)
         write_json_atomic(result_path(reports, study.name, scale), summary)
-        write_report(reports)  # after every study: a long reproduction shows what it has so far
+        write_report(reports, readme)  # after every study: a long reproduction shows what it has so far
         summaries.append(summary)
     return summaries
 
 
-def write_report(reports: str | Path) -> Path:
-    """``reports/reproduction.md`` from the committed study JSON; runs nothing."""
+README_START, README_END = "<!-- reproduction verdicts: start -->", "<!-- reproduction verdicts: end -->"
+
+
+def write_report(reports: str | Path, readme: str | Path | None = None) -> Path:
+    """``reports/reproduction.md`` from the committed study JSON; runs nothing. With
+    ``readme``, the `cpu` verdict table also replaces what stands between its markers."""
     reports = Path(reports)
     results = load_results(reports)
-    ran = {r["study"] for r in results if r["scale"] == "cpu"}
+    missing = [s for s in study_names() if s not in {r["study"] for r in results if r["scale"] == "cpu"}]
     path = reports / "reproduction.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_reproduction(results, [s for s in study_names() if s not in ran]))
+    path.write_text(render_reproduction(results, missing))
+    if readme is not None:
+        update_readme(Path(readme), results, missing)
     return path
+
+
+def update_readme(readme: Path, results: list[dict], missing: list[str]) -> bool:
+    """Put the `cpu` verdict table between the README's markers; False when it has none."""
+    text = readme.read_text() if readme.is_file() else ""
+    if README_START not in text or README_END not in text:
+        return False
+    table = verdict_table(results, "cpu")
+    if missing:
+        table += ["", "Not yet run at `cpu` scale: " + ", ".join(f"`{s}`" for s in missing) + "."]
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + README_START + "\n" + "\n".join(table) + "\n" + README_END + tail)
+    return True
 
 
 def study_measures(study: Study, jobs: list[dict], results: list[dict], repro: Reproduction) -> dict:
