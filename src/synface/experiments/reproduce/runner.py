@@ -122,6 +122,11 @@ class Reproduction:
             import_identity_folder(data_path(run.real), folder, size=run.spec.size if run.spec else "112x96",
                                    min_images=run.real_samples or 1, max_identities=run.real_identities,
                                    max_per_identity=run.real_samples)
+            people = json.loads((folder / "dataset.json").read_text())["num_classes"]
+            if run.real_identities is not None and people < run.real_identities:
+                # celeba-299 has 223 people: the paper's 1K / 2K real people do not exist here.
+                tqdm.write(f"{run.study}/{run.name}: {run.real} has {people} people with >= {run.real_samples or 1} "
+                           f"photos, not the {run.real_identities} asked for; the run uses all {people}")
         return folder
 
     # ---- running -------------------------------------------------------------------------
