@@ -108,6 +108,8 @@ def test_bad_studies_are_refused_with_the_name(tmp_path, data_root):
     refused(head + "runs: [{name: A, spec: syn1, real: celeba-299}]\n", "need mix: true")
     with pytest.raises(Exception, match="unknown study 'nope'"):
         load_study("nope")
+    with pytest.raises(ConfigError, match="unknown scale 'huge'"):
+        runner.Reproduction("huge")
     with pytest.raises(ConfigError, match="no 'smoke' scale"):
         plan_study(replace(good, scales={}), "smoke")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from synface.config import key_dict
+from synface.config import ConfigError, key_dict
 from synface.datasets.build import generate_dataset, generator_config
 from synface.datasets.real import import_identity_folder
 from synface.datasets.storage import ShardedDataset, atomic_file
@@ -55,6 +55,8 @@ class Reproduction:
                  gpus: int | None = None) -> None:
         """``gpus``: training processes per run; above 1 each run trains under ``torchrun``
         (default: every visible GPU at paper scale, else 1)."""
+        if scale not in SCALE_BASE:
+            raise ConfigError(f"unknown scale {scale!r}; known: {', '.join(SCALE_BASE)}")
         self.scale = scale
         if gpus is None:
             import torch
