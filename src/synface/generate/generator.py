@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from synface.errors import SynfaceError
-from synface.facemodel.basis import basis_fingerprint
+from synface.facemodel.basis import basis_fingerprint, default_basis_path
 from synface.facemodel.learned import DEFAULT_APPEARANCE, build_appearance, ensure_basis
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
-from synface.facemodel.scenes import ensure_scenes, load_photo_lights, scenes_fingerprint
+from synface.facemodel.scenes import default_scenes_path, ensure_scenes, load_photo_lights, scenes_fingerprint
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
@@ -87,22 +87,24 @@ def ensure_generator_inputs(config: GeneratorConfig) -> None:
     (~2 min from celeba-299) and the photo scenes (~1 min), with progress bars. Experiments
     and the dataset builder call it before anything asks for a signature."""
     if config.appearance != "procedural":
-        _ensure_once(ensure_basis, config.appearance_path)
+        _ensure_once(ensure_basis, config.appearance_path or default_basis_path())
     if config.sampler.illumination_prior == "photos":
-        _ensure_once(ensure_scenes, config.scenes_path)
+        _ensure_once(ensure_scenes, config.scenes_path or default_scenes_path())
 
 
-_ENSURED: dict = {}  # (what, path asked for) -> (file, its mtime) once ensured in this process
+_ENSURED: dict[Path, int] = {}  # file -> its mtime when ensured in this process
 
 
-def _ensure_once(ensure, path) -> None:
-    """``ensure(path)``, skipped when it already passed in this process and its file has not
-    changed since (checking a basis against the mesh takes ~0.7 s; a study plans dozens of runs)."""
-    known = _ENSURED.get((ensure.__name__, str(path)))
-    if known is not None and known[0].is_file() and known[0].stat().st_mtime_ns == known[1]:
+def _ensure_once(ensure, path: Path) -> None:
+    """``ensure`` for the file ``path`` (the default one passed as None, so that it may be
+    built or rebuilt), skipped when that file already passed in this process unchanged
+    (checking a basis against the mesh takes ~0.7 s; a study plans dozens of runs)."""
+    path = Path(path)
+    if path.is_file() and _ENSURED.get(path) == path.stat().st_mtime_ns:
         return
-    found = Path(ensure(path))
-    _ENSURED[(ensure.__name__, str(path))] = (found, found.stat().st_mtime_ns)
+    is_default = path in (default_basis_path(), default_scenes_path())
+    found = Path(ensure(None if is_default else path))
+    _ENSURED[found] = found.stat().st_mtime_ns
 
 
 def generator_signature(config: GeneratorConfig) -> str:
