@@ -25,12 +25,13 @@ from synface.paths import config_dir
 STUDY_DIR = config_dir("reproduce")
 SCALES = ("smoke", "cpu", "paper")
 # Per scale: the training preset, seeds, and what every run of that scale shares. Smoke runs
-# exist to exercise the code: fp32 eager (nothing to time or compile), tiny batches, a
-# 20-pair-per-fold slice of each benchmark.
+# exist to exercise the code (the test suite runs every study): fp32 eager (nothing to time
+# or compile), tiny batches, no synthetic validation, a 5 + 5 pairs-per-fold slice of each
+# benchmark.
 SCALE_BASE = {
-    "smoke": {"preset": "cpu", "seeds": 1, "pairs_per_fold": 10,
-              "train": {"batch_size": 8, "amp": False, "compile": False, "workers": 0, "validation.identities": 4,
-                        "validation.samples": 2, "log_every": 1}},
+    "smoke": {"preset": "cpu", "seeds": 1, "pairs_per_fold": 5,
+              "train": {"batch_size": 8, "amp": False, "compile": False, "workers": 0, "validation.identities": 0,
+                        "log_every": 1}},
     "cpu": {"preset": "cpu", "seeds": 2, "pairs_per_fold": None, "train": {}},
     "paper": {"preset": "paper", "seeds": 1, "pairs_per_fold": None, "train": {}},
 }
