@@ -87,23 +87,22 @@ def ensure_generator_inputs(config: GeneratorConfig) -> None:
     (~2 min from celeba-299) and the photo scenes (~1 min), with progress bars. Experiments
     and the dataset builder call it before anything asks for a signature."""
     if config.appearance != "procedural":
-        _ensure_once(ensure_basis, config.appearance_path or default_basis_path())
+        _ensure_once(ensure_basis, config.appearance_path, default_basis_path())
     if config.sampler.illumination_prior == "photos":
-        _ensure_once(ensure_scenes, config.scenes_path or default_scenes_path())
+        _ensure_once(ensure_scenes, config.scenes_path, default_scenes_path())
 
 
 _ENSURED: dict[Path, int] = {}  # file -> its mtime when ensured in this process
 
 
-def _ensure_once(ensure, path: Path) -> None:
-    """``ensure`` for the file ``path`` (the default one passed as None, so that it may be
-    built or rebuilt), skipped when that file already passed in this process unchanged
-    (checking a basis against the mesh takes ~0.7 s; a study plans dozens of runs)."""
-    path = Path(path)
+def _ensure_once(ensure, requested: str | None, default: Path) -> None:
+    """``ensure(requested)`` (None: the default file, which it may build or rebuild), skipped
+    when the file it stands for already passed in this process unchanged (checking a basis
+    against the mesh takes ~0.7 s; a study plans dozens of runs)."""
+    path = Path(requested) if requested is not None else default
     if path.is_file() and _ENSURED.get(path) == path.stat().st_mtime_ns:
         return
-    is_default = path in (default_basis_path(), default_scenes_path())
-    found = Path(ensure(None if is_default else path))
+    found = Path(ensure(requested))
     _ENSURED[found] = found.stat().st_mtime_ns
 
 
