@@ -59,6 +59,20 @@ def _small_photo_scenes(_isolated_env):
     build_photo_scenes(root / "celeba-299", default_scenes_path(), progress=False, max_identities=4)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _small_default_refiner(_small_appearance_basis):
+    """A one-step default refiner in the private cache, so that levers and specs naming the
+    default refiner do not train the real one (~10 min); its quality is tested elsewhere."""
+    if _data_root() is None:
+        return
+    from synface.generate.generator import GeneratorConfig
+    from synface.generate.refiner import RefinerConfig, default_refiner_path, render_training_images, train_refiner
+
+    renders = render_training_images(GeneratorConfig(), 4, progress=False)
+    train_refiner(renders, renders[::-1], default_refiner_path(),
+                  RefinerConfig(channels=4, blocks=1, steps=1, batch=2, history=2, synthetic_images=4), progress=False)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()

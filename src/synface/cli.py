@@ -517,6 +517,54 @@ def appearance_scenes(
     console.print(f"wrote {out}")
 
 
+refiner_app = typer.Typer(help="A learned realism refiner for renders (SimGAN; generate/refiner.py).",
+                          no_args_is_help=True)
+app.add_typer(refiner_app, name="refiner")
+
+
+@refiner_app.command("train")
+def refiner_train(
+    out: Optional[Path] = typer.Option(None, help="Output weights (.pt); default cache/refiner/celeba-299.pt."),
+    real: Optional[Path] = typer.Option(None, help="Real faces: <identity>/<image> folders and a 5-point "
+                                                   "landmarks.txt (default $SYNFACE_DATA/celeba-299). Never LFW."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Training steps (default 1000)."),
+    batch: Optional[int] = typer.Option(None, min=2, help="Renders and photos per step (default 32)."),
+    images: Optional[int] = typer.Option(None, min=2, help="Renders to train on, 2 per person from their own seed "
+                                                            "namespace (default 4000)."),
+    channels: Optional[int] = typer.Option(None, min=1, help="Refiner width (default 16)."),
+    blocks: Optional[int] = typer.Option(None, min=1, help="Residual blocks (default 3)."),
+    regularisation: Optional[float] = typer.Option(None, min=0.0, help="Weight of mean |refined - render| "
+                                                                        "(default 1.0)."),
+    seed: int = typer.Option(0),
+    size: str = typer.Option("112x96", help="Crop size HxW (the datasets' size)."),
+    sheet: Optional[Path] = typer.Option(None, help="Contact sheet PNG (default: beside the weights)."),
+) -> None:
+    """Train a refiner that makes renders look like aligned real photos to a local
+    discriminator while staying close to the render; use it with a spec's `refiner: PATH`.
+    Resumable: a killed run picks up its last checkpoint."""
+    from synface.faces.templates import parse_size
+    from synface.generate.generator import GeneratorConfig, ensure_generator_inputs
+    from synface.generate.refiner import (RefinerConfig, default_refiner_path, load_refiner, real_training_images,
+                                          render_training_images, train_refiner, write_refiner_sheet)
+
+    out = out or default_refiner_path()
+    try:
+        given = dict(channels=channels, blocks=blocks, steps=steps, batch=batch, regularisation=regularisation,
+                     synthetic_images=images)
+        config = RefinerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+        generator = GeneratorConfig(size=parse_size(size), seed=seed)
+        ensure_generator_inputs(generator)
+        renders = render_training_images(generator, config.synthetic_images)
+        photos = real_training_images(generator.size, real)
+        report = train_refiner(renders, photos, out, config)
+        sheet = write_refiner_sheet(load_refiner(out), renders, photos, sheet or out.with_suffix(".png"))
+    except (SynfaceError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {out} ({report.steps} steps, {report.seconds:.0f} s; last 10 %: discriminator loss "
+                  f"{report.discriminator_loss:.3f}, adversarial {report.adversarial_loss:.3f}, mean change "
+                  f"{report.mean_change:.1f} levels); sheet: {sheet}")
+
+
 @appearance_app.command("ab")
 def appearance_ab(
     out: Path = typer.Option(Path("runs/appearance_ab"), help="Run folders (one per mode and seed)."),

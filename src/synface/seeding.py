@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5,
-              "hair_donor": 6}
+              "hair_donor": 6, "refiner": 7}
 _IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM = 0, 1, 2
 
 

@@ -54,6 +54,7 @@ class DatasetSpec:
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
     background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural
     alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
+    refiner: str = field(default="", metadata=ADDED_OPTION)  # weights of a realism refiner ("": none)
     seed: int = 0
     namespace: str = "train"
     size: str = "112x96"

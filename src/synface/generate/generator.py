@@ -26,6 +26,8 @@ from synface.facemodel.scenes import default_scenes_path, ensure_scenes, load_ph
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
+from synface.generate.refiner import (DEFAULT_REFINER, default_refiner_path, ensure_refiner, load_refiner,
+                                      refine_images, refiner_fingerprint)
 from synface.seeding import hair_rng, identity_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
@@ -80,16 +82,23 @@ class GeneratorConfig:
     # Pose and light fitted to real photos (facemodel/scenes.py), read when the sampler's
     # illumination_prior is "photos"; default cache/scenes/celeba-299.npz.
     scenes_path: str | None = None
+    # A trained realism refiner (generate/refiner.py) applied to every crop after rendering:
+    # a weights file, or "default" (the cached one, trained on first use); None: no refiner.
+    refiner: str | None = None
 
 
 def ensure_generator_inputs(config: GeneratorConfig) -> None:
     """Build what ``config`` renders from and does not find: the learned appearance basis
-    (~2 min from celeba-299) and the photo scenes (~1 min), with progress bars. Experiments
-    and the dataset builder call it before anything asks for a signature."""
+    (~2 min from celeba-299), the photo scenes (~1 min) and the default realism refiner
+    (~10 min), with progress bars. Experiments and the dataset builder call it before anything
+    asks for a signature."""
     if config.appearance != "procedural":
         _ensure_once(ensure_basis, config.appearance_path, default_basis_path())
     if config.sampler.illumination_prior == "photos":
         _ensure_once(ensure_scenes, config.scenes_path, default_scenes_path())
+    if config.refiner:
+        requested = None if config.refiner == DEFAULT_REFINER else config.refiner
+        _ensure_once(ensure_refiner, requested, default_refiner_path())
 
 
 _ENSURED: dict[Path, int] = {}  # file -> its mtime when ensured in this process
@@ -122,6 +131,8 @@ def generator_signature(config: GeneratorConfig) -> str:
         signature += f" alignment={config.alignment}"
     if config.sampler.illumination_prior == "photos":
         signature += f" light=photos:{scenes_fingerprint(config.scenes_path)}"
+    if config.refiner:
+        signature += f" refiner={refiner_fingerprint(config.refiner)}"
     return signature
 
 
@@ -148,6 +159,7 @@ class FaceGenerator:
         self._photo_lights: np.ndarray | None = None
         self._detector = None
         self.detector_misses = 0
+        self._refiner = load_refiner(self.config.refiner) if self.config.refiner else None
         # Appearance components that are hair (painted colour and shell volume).
         self.hair_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith("hair_")]
         self.timings: dict[str, float] = {}
@@ -308,6 +320,10 @@ class FaceGenerator:
             images = draw(_affine2(geo["pixels"], correction))
             self._add_time("detect", t3 - t2)
             self._add_time("raster", time.perf_counter() - t3)
+        if self._refiner is not None:
+            t4 = time.perf_counter()
+            images = refine_images(self._refiner, images)
+            self._add_time("refine", time.perf_counter() - t4)
         return images
 
     def _add_time(self, stage: str, seconds: float) -> None:
