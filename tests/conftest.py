@@ -62,7 +62,8 @@ def _small_photo_scenes(_isolated_env):
 @pytest.fixture(scope="session", autouse=True)
 def _small_default_refiner(_small_appearance_basis):
     """A one-step default refiner in the private cache, so that levers and specs naming the
-    default refiner do not train the real one (~10 min); its quality is tested elsewhere."""
+    default refiner do not train the real one (~10 min); training itself is tested in
+    tests/generate/test_refiner.py."""
     if _data_root() is None:
         return
     from synface.generate.generator import GeneratorConfig

@@ -544,8 +544,7 @@ def refiner_train(
     Resumable: a killed run picks up its last checkpoint."""
     from synface.faces.templates import parse_size
     from synface.generate.generator import GeneratorConfig, ensure_generator_inputs
-    from synface.generate.refiner import (RefinerConfig, default_refiner_path, load_refiner, real_training_images,
-                                          render_training_images, train_refiner, write_refiner_sheet)
+    from synface.generate.refiner import RefinerConfig, build_refiner, default_refiner_path
 
     out = out or default_refiner_path()
     try:
@@ -554,10 +553,7 @@ def refiner_train(
         config = RefinerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
         generator = GeneratorConfig(size=parse_size(size), seed=seed)
         ensure_generator_inputs(generator)
-        renders = render_training_images(generator, config.synthetic_images)
-        photos = real_training_images(generator.size, real)
-        report = train_refiner(renders, photos, out, config)
-        sheet = write_refiner_sheet(load_refiner(out), renders, photos, sheet or out.with_suffix(".png"))
+        report, sheet = build_refiner(out, config, generator, real, sheet)
     except (SynfaceError, ValueError) as exc:
         _fail(exc)
     console.print(f"wrote {out} ({report.steps} steps, {report.seconds:.0f} s; last 10 %: discriminator loss "

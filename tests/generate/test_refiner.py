@@ -156,11 +156,11 @@ def test_the_default_refiner_is_named_by_default_and_trained_when_missing(data_r
     assert module.ensure_refiner() == module.default_refiner_path()  # the tests' small one: nothing trained
     monkeypatch.setattr(module, "default_refiner_path", lambda: tmp_path / "refiner" / "celeba-299.pt")
     trained = []
-    monkeypatch.setattr(module, "render_training_images", lambda config, count: np.zeros((2, 8, 8, 3), np.uint8))
-    monkeypatch.setattr(module, "real_training_images", lambda size: np.zeros((2, 8, 8, 3), np.uint8))
+    monkeypatch.setattr(module, "render_training_images", lambda config, count, progress: np.zeros((2, 8, 8, 3), np.uint8))
+    monkeypatch.setattr(module, "real_training_images", lambda size, real: np.zeros((2, 8, 8, 3), np.uint8))
     monkeypatch.setattr(module, "write_refiner_sheet", lambda *args: None)
     monkeypatch.setattr(module, "load_refiner", lambda path: None)
-    monkeypatch.setattr(module, "train_refiner", lambda renders, photos, path, config: (
+    monkeypatch.setattr(module, "train_refiner", lambda renders, photos, path, config, progress: (
         trained.append(config), path.parent.mkdir(parents=True), path.write_bytes(b"x")))
     assert module.ensure_refiner() == tmp_path / "refiner" / "celeba-299.pt"
     assert trained == [module.RefinerConfig()]

@@ -135,15 +135,25 @@ def ensure_refiner(path: str | Path | None = None) -> Path:
         return _existing(Path(path))
     path = default_refiner_path()
     if not path.is_file():
-        from synface.generate.generator import GeneratorConfig
-
         tqdm.write(f"training the default realism refiner into {path} (once; cached)")
-        config, generator = RefinerConfig(), GeneratorConfig()
-        renders = render_training_images(generator, config.synthetic_images)
-        photos = real_training_images(generator.size)
-        train_refiner(renders, photos, path, config)
-        write_refiner_sheet(load_refiner(path), renders, photos, path.with_suffix(".png"))
+        build_refiner(path)
     return path
+
+
+def build_refiner(out: str | Path, config: RefinerConfig | None = None, generator=None,
+                  real: str | Path | None = None, sheet: str | Path | None = None,
+                  progress: bool = True) -> tuple[RefinerReport, Path]:
+    """Render the training images of ``generator`` (a GeneratorConfig; default settings when
+    None), align the photos of ``real``, train a refiner into ``out`` and draw its contact
+    sheet (default: beside the weights). Returns the training report and the sheet's path."""
+    from synface.generate.generator import GeneratorConfig
+
+    out, config, generator = Path(out), config or RefinerConfig(), generator or GeneratorConfig()
+    renders = render_training_images(generator, config.synthetic_images, progress=progress)
+    photos = real_training_images(generator.size, real)
+    report = train_refiner(renders, photos, out, config, progress=progress)
+    sheet = write_refiner_sheet(load_refiner(out), renders, photos, sheet or out.with_suffix(".png"))
+    return report, sheet
 
 
 def load_refiner(value: str | Path) -> RefinerNet:
