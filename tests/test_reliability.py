@@ -249,17 +249,17 @@ def test_a_full_or_read_only_disk_gives_one_clear_message_and_keeps_the_last_che
 def test_a_full_disk_while_writing_a_shard_leaves_no_partial_file(tmp_path, monkeypatch, data_root):
     import errno
 
-    import synface.datasets.storage as storage
+    import synface.paths as paths  # where the shard writer's atomic_file lives
 
     real_fsync = os.fsync
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(storage.os, "fsync", full)
+    monkeypatch.setattr(paths.os, "fsync", full)
     with pytest.raises(OutputWriteError, match=r"cannot write .*shard-00000\.npy: No space left on device \(the disk is full\)"):
         generate_dataset(SPEC, tmp_path / "data", progress=False)
-    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    monkeypatch.setattr(paths.os, "fsync", real_fsync)
     assert not list((tmp_path / "data" / "shards").glob("*.tmp"))
     assert generate_dataset(SPEC, tmp_path / "data", progress=False)["complete"]
 

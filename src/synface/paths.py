@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
-from synface.errors import DataNotFoundError
+from synface.errors import DataNotFoundError, cannot_write
 
 
 def data_root() -> Path:
@@ -47,3 +48,19 @@ def config_dir(kind: str) -> Path:
     if not folder.is_dir():
         raise DataNotFoundError(f"packaged configs missing: {folder} (a broken install?)")
     return folder
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb", kept: str = "files written before it are intact"):
+    """An open file that becomes ``path`` only when the block ends without error (written to
+    ``path.tmp``, fsynced, renamed); on a failed write the temporary file goes and the error
+    names ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        raise cannot_write(path, exc, tmp, kept=kept) from None

@@ -19,10 +19,8 @@ import csv
 import hashlib
 import io
 import json
-import os
 import zlib
 from collections.abc import Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from synface.errors import DataNotFoundError, SynfaceError, cannot_write
+from synface.errors import DataNotFoundError, SynfaceError
+from synface.paths import atomic_file
 
 FORMAT_VERSION = 1
 
@@ -71,22 +70,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str = "wb", kept: str = "files written before it are intact"):
-    """An open file that becomes ``path`` only when the block ends without error (written to
-    ``path.tmp``, fsynced, renamed); on a failed write the temporary file goes and the error
-    names ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        raise cannot_write(path, exc, tmp, kept=kept) from None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

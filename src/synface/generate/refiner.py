@@ -340,7 +340,7 @@ def _remember(history: torch.Tensor, refined: torch.Tensor, capacity: int, gener
 
 
 def _save(path: Path, state: dict) -> None:
-    from synface.datasets.storage import atomic_file
+    from synface.paths import atomic_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()

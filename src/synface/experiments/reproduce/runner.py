@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from synface.config import ConfigError, key_dict
 from synface.datasets.build import generate_dataset, generator_config
 from synface.datasets.real import import_identity_folder
-from synface.datasets.storage import ShardedDataset, atomic_file
+from synface.datasets.storage import ShardedDataset
+from synface.paths import atomic_file
 from synface.evaluate.pairs import PairList, load_benchmark, subset_pairs
 from synface.experiments.demo import replace_stale_run, train_evaluate
 from synface.experiments.reproduce.studies import (
