@@ -41,6 +41,27 @@ def test_levers_run_per_seed_share_data_resume_and_report(tmp_path, monkeypatch,
     assert len(calls) == 6  # a changed lever is measured again
 
 
+def test_a_new_lever_adds_a_row_to_the_earlier_report_of_the_same_budget(tmp_path, monkeypatch, data_root):
+    def fake_run(spec, data, config, out, workers):
+        out.mkdir(parents=True, exist_ok=True)
+        return {"lfw": {"accuracy_mean": 0.70 + 0.01 * spec.seed + config.augment.jpeg / 10, "auc": 0.8},
+                "summary": {"val_accuracy": 0.9, "steps": 276, "runtime": {"precision": "fp32"}},
+                "seconds": {"generate_s": 20.0}}
+
+    monkeypatch.setattr(ab, "generate_train_evaluate", fake_run)
+    monkeypatch.setattr(ab, "judge_run", lambda lever, dataset, data: None)
+    kwargs = dict(out=tmp_path / "runs", data=tmp_path / "data", report=tmp_path / "transfer")
+    ab.run_ab([ab.load_lever("baseline"), ab.Lever("jpeg", train={"augment.jpeg": 0.5})], default="baseline", **kwargs)
+    ab.run_ab([ab.Lever("jpeg", train={"augment.jpeg": 0.3}), ab.Lever("gray", train={"augment.grayscale": 0.2})],
+              **kwargs)
+    saved = json.loads((tmp_path / "transfer.json").read_text())
+    assert [r["lever"] for r in saved["rows"]] == ["baseline", "jpeg", "gray"] and saved["default"] == "baseline"
+    assert saved["rows"][1]["lfw_mean"] == pytest.approx(0.735)  # the re-run lever's new figure replaces its row
+    assert "| **baseline** (default) |" in (tmp_path / "transfer.md").read_text()
+    ab.run_ab([ab.load_lever("baseline")], seeds=(0,), **kwargs)  # another budget: not comparable, not merged
+    assert [r["lever"] for r in json.loads((tmp_path / "transfer.json").read_text())["rows"]] == ["baseline"]
+
+
 def test_bad_levers_are_refused_before_any_run(tmp_path, data_root):
     with pytest.raises(ConfigError, match="not dataset-spec fields"):
         bad = tmp_path / "bad.yaml"

@@ -205,3 +205,35 @@ def test_the_readme_verdict_table_is_replaced_between_its_markers(tmp_path):
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n")
     assert not update_readme(plain, [summary], []) and plain.read_text() == "no markers\n"
+
+
+def test_cpu_scale_studies_share_their_common_runs(tmp_path, data_root):
+    """The cpu suite fits its time by training a run that several studies ask for once."""
+    repro = runner.Reproduction("cpu", out=tmp_path / "runs", data=tmp_path / "data", progress=False)
+    keys = {study: {(j["run"].name, j["seed"]): j["key"] for j in repro.jobs(load_study(study))}
+            for study in ("identity-mixup", "mixup-attack", "domain-mixup", "cross-domain")}
+    for seed in (0, 1):
+        assert keys["identity-mixup"][("Syn1", seed)] == keys["mixup-attack"][("SynFace", seed)]
+        assert keys["identity-mixup"][("Syn3", seed)] == keys["mixup-attack"][("SynFace_IM", seed)]
+        assert keys["identity-mixup"][("RealFace", seed)] == keys["mixup-attack"][("RealFace", seed)]
+        assert keys["identity-mixup"][("Syn3", seed)] == keys["domain-mixup"][("Syn_10K_50", seed)]
+        # The cross-domain study keeps the demo budget (its real-photo anchor), so its own runs.
+        assert keys["cross-domain"][("RealFace", seed)] != keys["identity-mixup"][("RealFace", seed)]
+
+
+def test_the_cost_section_counts_a_shared_run_once_and_checks_the_cpu_goals():
+    from synface.experiments.reproduce.report import cost_lines, suite_minutes
+
+    def seed(key, train_s, score_s):
+        return {"key": key, "seconds": {"data_s": 60.0, "train_s": train_s}, "score_s": score_s}
+
+    shared = seed("k1", 540.0, {"lfw": 60.0})
+    a = {"study": "a", "scale": "cpu", "seconds": 3600.0, "rows": [{"per_seed": [shared, seed("k2", 1740.0, {"lfw": 60.0})]}]}
+    b = {"study": "b", "scale": "cpu", "seconds": 3000.0,
+         "rows": [{"per_seed": [{**shared, "score_s": {"syn-lfw": 120.0}}, seed("k3", 2340.0, {})]}]}
+    total, runs, unscored = suite_minutes([a, b], "cpu")
+    # k1 once (10 min) scored on lfw and syn-lfw (3 min), k2 31 min, k3 40 min.
+    assert (runs, unscored) == (3, 0) and total == pytest.approx(84.0)
+    text = "\n".join(cost_lines([a, b], "cpu"))
+    assert "| a | 60 | ≤ 45: **missed** |" in text and "| b | 50 | ≤ 45: **missed** |" in text
+    assert "3 distinct runs, 84 min" in text and "(goal ≤ 180: **met**)" in text

@@ -11,7 +11,8 @@ Runs are resumable: a run folder's ``result.json`` is reused while its key (spec
 config and generator signature) matches, and levers with the same spec and seed share one
 generated dataset. ``reports/<name>.json`` holds one row per lever (``lever``, ``lfw_mean``,
 ``lfw_std``, ``seeds``, ``command`` ...) and the key ``default``; ``reports/<name>.md`` is
-rendered from it.
+rendered from it. Rows of levers an A/B did not run are kept from the earlier report at the
+same budget, so a table grows one lever at a time.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def run_ab(
             row["dlib"] = judge_run(lever, dataset, data)
             result_file.write_text(json.dumps(row, indent=2) + "\n")
         runs.setdefault(lever.name, []).append(row)
-    summary = summarise(levers, runs, seeds, default, command, base_spec)
+    summary = merge_earlier_rows(summarise(levers, runs, seeds, default, command, base_spec),
+                                 report.with_suffix(".json"))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     report.with_suffix(".md").write_text(render_report(summary))
@@ -212,6 +214,28 @@ def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, 
             "command": f"{command} {lever.name} --seeds {','.join(map(str, seeds))}",
         })
     return {"rows": table, "default": default, "base_spec": base_spec, "budget": AB_OVERRIDES, "seeds": list(seeds)}
+
+
+def merge_earlier_rows(summary: dict, earlier_file: Path) -> dict:
+    """Keep the rows of an earlier report for the levers this A/B did not run, so one new
+    lever adds a row instead of wiping the table; its runs may be long gone, and each kept
+    row names the command that re-makes it. Only a report of the same budget (base spec,
+    training overrides, seeds) is merged: other rows would not be comparable."""
+    if not earlier_file.is_file():
+        return summary
+    try:
+        earlier = json.loads(earlier_file.read_text())
+        same_budget = all(earlier.get(k) == json.loads(json.dumps(summary[k])) for k in ("base_spec", "budget", "seeds"))
+        earlier_rows = earlier["rows"] if same_budget else []
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SynfaceError(f"{earlier_file}: not a readable A/B report ({exc}); move it aside to start a new one")
+    if not same_budget:
+        tqdm.write(f"{earlier_file}: another budget or seeds; its rows are replaced, not merged")
+        return summary
+    fresh = {r["lever"]: r for r in summary["rows"]}
+    rows = [fresh.pop(r["lever"], r) for r in earlier_rows] + list(fresh.values())
+    default = summary["default"] if summary["default"] is not None else earlier.get("default")
+    return {**summary, "rows": rows, "default": default}
 
 
 def _pct(x: float | None) -> str:

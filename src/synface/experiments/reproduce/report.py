@@ -36,7 +36,7 @@ def summarise_study(study: Study, scale: str, jobs: list[dict], results: list[di
             per_seed.append({"seed": job["seed"], "key": job["key"], "scores": scores, "auc": {
                 b: s.get("auc") for b, s in scored.items()}, "precision": result["precision"],
                 "generator": result.get("generator"), "seconds": result["seconds"],
-                "training": result["training"]})
+                "score_s": {b: s.get("seconds") for b, s in scored.items()}, "training": result["training"]})
         first = next(r for j, r in zip(jobs, results) if j["run"].name == run.name)
         names = sorted({m for s in per_seed for m in s["scores"]})
         rows.append({
@@ -180,9 +180,54 @@ def render_reproduction(results: list[dict], studies_missing: list[str]) -> str:
             lines += [f"## Verdicts, `{scale}` scale", "", *verdict_table(results, scale), ""]
     if studies_missing:
         lines += ["Not yet run at `cpu` scale: " + ", ".join(f"`{s}`" for s in studies_missing) + ".", ""]
+    for scale in ("cpu", "paper"):
+        if any(r["scale"] == scale for r in results):
+            lines += [f"## Cost, `{scale}` scale", "", *cost_lines(results, scale), ""]
     for summary in results:
         lines += render_study(summary)
     return "\n".join(lines)
+
+
+# Issue 19's time goals for the cpu scale on a 2-core machine, in minutes.
+CPU_STUDY_GOAL_MIN = 45
+CPU_SUITE_GOAL_MIN = 180
+
+
+def suite_minutes(results: list[dict], scale: str) -> tuple[float, int, int]:
+    """Minutes of the distinct runs of every study at ``scale`` (a run shared by studies counted
+    once, each benchmark it is scored on once), the number of distinct runs, and how many of
+    them were recorded before scoring times were (their scoring is then not counted)."""
+    made, scoring, unscored = {}, {}, set()
+    for summary in (r for r in results if r["scale"] == scale):
+        for row in summary["rows"]:
+            for seed in row["per_seed"]:
+                made[seed["key"]] = sum(v for k, v in seed["seconds"].items() if k != "estimate_s")
+                if "score_s" not in seed:
+                    unscored.add(seed["key"])
+                for bench, seconds in (seed.get("score_s") or {}).items():
+                    scoring[(seed["key"], bench)] = seconds or 0.0
+    return (sum(made.values()) + sum(scoring.values())) / 60, len(made), len(unscored)
+
+
+def cost_lines(results: list[dict], scale: str) -> list[str]:
+    studies = [r for r in results if r["scale"] == scale]
+    goal = scale == "cpu"
+    lines = ["| study | minutes (its runs, shared ones included) |" + (" goal |" if goal else ""),
+             "|---|---|" + ("---|" if goal else "")]
+    for s in studies:
+        minutes = s.get("seconds", 0) / 60
+        mark = (f" ≤ {CPU_STUDY_GOAL_MIN}: **{'met' if minutes <= CPU_STUDY_GOAL_MIN else 'missed'}** |"
+                if goal else "")
+        lines.append(f"| {s['study']} | {minutes:.0f} |{mark}")
+    total, runs, unscored = suite_minutes(results, scale)
+    text = f"The whole suite: {runs} distinct runs, {total:.0f} min of data, training and scoring"
+    if goal:
+        text += f" (goal ≤ {CPU_SUITE_GOAL_MIN}: **{'met' if total <= CPU_SUITE_GOAL_MIN else 'missed'}**)"
+    if unscored:
+        text += f"; {unscored} runs were recorded before scoring times were, so their scoring is not counted"
+    lines += ["", text + ". Building Syn-LFW's benchmarks is not counted; every figure is as measured "
+              "on the host named in each study's section, while other work may have shared its cores."]
+    return lines
 
 
 def render_study(summary: dict) -> list[str]:
