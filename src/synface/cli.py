@@ -583,7 +583,7 @@ def appearance_ab(
 
 @app.command("ab")
 def ab(
-    levers: list[str] = typer.Argument(..., help="Levers: names under configs/ab/ or YAML paths (baseline first)."),
+    levers: Optional[list[str]] = typer.Argument(None, help="Levers: names under configs/ab/ or YAML paths (baseline first)."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds (generator and training)."),
     out: Path = typer.Option(Path("runs/ab"), help="Run folders (one per lever and seed)."),
     data: Path = typer.Option(Path("data/ab"), help="Generated datasets (shared by levers with the same spec)."),
@@ -591,11 +591,18 @@ def ab(
     default: Optional[str] = typer.Option(None, help="The lever today's defaults equal (marked in the report)."),
     workers: int = typer.Option(2, min=1),
     sheet: Optional[Path] = typer.Option(None, help="Only draw a PNG: a row of the same faces per generator lever."),
+    render: bool = typer.Option(False, "--render", help="Only re-render STEM.md (and real_baseline.md) from STEM.json."),
 ) -> None:
     """Controlled A/B of generator / training options at the demo budget: LFW per lever and seed."""
-    from synface.experiments.ab import lever_sheet, load_lever, run_ab
+    from synface.experiments.ab import lever_sheet, load_lever, rerender, run_ab
 
     try:
+        if render:
+            rerender(report)
+            console.print(f"report: {report.with_suffix('.md')}")
+            return
+        if not levers:
+            raise typer.BadParameter("name at least one lever (or pass --render)", param_hint="LEVERS")
         loaded = [load_lever(name) for name in levers]
         if sheet is not None:
             console.print(f"wrote {lever_sheet(loaded, sheet)}")

@@ -145,3 +145,45 @@ def test_a_new_default_says_why_it_won_over_the_earlier_defaults():
     assert "equal **aug_occlusion**" in text and "best lever over the earlier defaults (**baseline**" in text
     assert "+0.78 points; it clears the larger seed spread (0.78) by only 0.01" in text
     assert "Worse, outside the spread: baseline" in text
+
+
+def test_rows_of_different_appearance_bases_are_named_as_not_comparable():
+    rows = [{"lever": "a", "generator": "hair basis=111"}, {"lever": "b", "generator": "hair basis=222 alignment=mtcnn"},
+            {"lever": "c", "generator": "hair basis=111"}, {"lever": "real", "generator": "real:celeba-299"}]
+    text = "\n".join(ab.basis_note(rows))
+    assert "2 appearance bases" in text and "`basis=111`: a, c; `basis=222`: b" in text
+    assert ab.basis_note(rows[:1] + rows[2:]) == []
+
+
+def test_a_default_whose_lead_falls_inside_the_spread_is_reported_as_unconfirmed():
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.7757, "lfw_std": 0.0019},
+            {"lever": "aug_occlusion", "data": "synthetic", "lfw_mean": 0.7759, "lfw_std": 0.0185}]
+    text = ab.default_decision({"rows": rows, "default": "aug_occlusion"})
+    assert "leads them by +0.02 points, inside the larger seed spread (1.85): not a result" in text
+    assert "became the default" not in text and "Inside the spread (not a result): baseline" in text
+
+
+def test_rows_on_another_basis_are_not_compared_with_the_default():
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.7757, "lfw_std": 0.002, "generator": "g basis=new"},
+            {"lever": "old", "data": "synthetic", "lfw_mean": 0.80, "lfw_std": 0.002, "generator": "g basis=old"},
+            {"lever": "real", "data": "celeba-299", "lfw_mean": 0.85, "lfw_std": 0.002, "generator": "real:celeba-299"}]
+    assert ab.versus(rows[1], rows[0]) == "+2.43 (other basis)" and ab.versus(rows[2], rows[0]) == "+7.43"
+    text = ab.default_decision({"rows": rows, "default": "baseline"})
+    assert "No synthetic row beats it" in text and "another appearance basis: old" in text
+
+
+def test_a_lever_measured_again_on_other_faces_keeps_its_earlier_row(tmp_path):
+    budget = {"base_spec": "demo", "budget": {"optim.epochs": 12}, "seeds": [0, 1]}
+    row = lambda lever, acc, gen: {"lever": lever, "lfw_mean": acc, "generator": gen}  # noqa: E731
+    earlier = {**budget, "default": "baseline", "rows": [row("baseline", 0.77, "g basis=old"), row("x", 0.78, "g basis=old")]}
+    (tmp_path / "t.json").write_text(json.dumps(earlier))
+    merged = ab.merge_earlier_rows({**budget, "default": None, "rows": [row("baseline", 0.76, "g basis=new")]},
+                                   tmp_path / "t.json")
+    assert [r["lever"] for r in merged["rows"]] == ["baseline", "baseline [basis=old]", "x"]
+    assert merged["rows"][1]["earlier_of"] == "baseline" and merged["rows"][1]["lfw_mean"] == 0.77
+    assert merged["default"] == "baseline" and ab.current_rows(merged["rows"]) == [merged["rows"][0], merged["rows"][2]]
+    (tmp_path / "t.json").write_text(json.dumps(merged))  # measured again on the same faces: replaced, not kept twice
+    again = ab.merge_earlier_rows({**budget, "default": None, "rows": [row("baseline", 0.765, "g basis=new")]},
+                                  tmp_path / "t.json")
+    assert [r["lever"] for r in again["rows"]] == ["baseline", "baseline [basis=old]", "x"]
+    assert again["rows"][0]["lfw_mean"] == 0.765

@@ -186,10 +186,29 @@ def run_ab(
                                  report.with_suffix(".json"))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_reports(summary, report)
+    return summary
+
+
+def write_reports(summary: dict, report: Path) -> None:
+    """``report``.md, and real_baseline.md beside it when a row is real photos."""
     report.with_suffix(".md").write_text(render_report(summary))
     real = [r for r in summary["rows"] if r["data"] != "synthetic"]
     if real:
         (report.parent / "real_baseline.md").write_text(render_real_baseline(summary, real, report))
+
+
+def rerender(report: str | Path) -> dict:
+    """Render the Markdown reports again from ``report``.json alone (nothing is run)."""
+    report = Path(report)
+    path = report.with_suffix(".json")
+    if not path.is_file():
+        raise DataNotFoundError(f"A/B report not found: {path}; run `synface ab LEVER ...` first")
+    try:
+        summary = json.loads(path.read_text())
+        write_reports(summary, report)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SynfaceError(f"{path}: not a readable A/B report ({exc})") from exc
     return summary
 
 
@@ -233,9 +252,38 @@ def merge_earlier_rows(summary: dict, earlier_file: Path) -> dict:
         tqdm.write(f"{earlier_file}: another budget or seeds; its rows are replaced, not merged")
         return summary
     fresh = {r["lever"]: r for r in summary["rows"]}
-    rows = [fresh.pop(r["lever"], r) for r in earlier_rows] + list(fresh.values())
+    superseded = {}
+    for old in earlier_rows:
+        new = fresh.get(old["lever"])
+        if new is not None and not old.get("earlier_of") and old.get("generator") != new.get("generator"):
+            # The lever re-measured on other faces: the earlier figure is a replication, kept.
+            label = f"{old['lever']} [{_generator_tag(old['generator'])}]"
+            superseded[old["lever"]] = {**old, "lever": label, "earlier_of": old["lever"]}
+    renamed = {r["lever"] for r in superseded.values()}
+    rows = []
+    for old in earlier_rows:
+        if old["lever"] in renamed:
+            continue  # replaced by the same label below
+        rows.append(fresh.pop(old["lever"], old))
+        if old["lever"] in superseded:
+            rows.append(superseded[old["lever"]])
+    rows += list(fresh.values())
     default = summary["default"] if summary["default"] is not None else earlier.get("default")
     return {**summary, "rows": rows, "default": default}
+
+
+def _basis_tag(generator: str) -> str | None:
+    return next((part for part in generator.split() if part.startswith("basis=")), None)
+
+
+def _generator_tag(generator: str) -> str:
+    """What names a generator apart: its appearance basis when it has one."""
+    return _basis_tag(generator) or "generator " + hashlib.sha1(generator.encode()).hexdigest()[:8]
+
+
+def current_rows(rows: list[dict]) -> list[dict]:
+    """The rows of today's generator: without the earlier measurements kept for replication."""
+    return [r for r in rows if not r.get("earlier_of")]
 
 
 def _pct(x: float | None) -> str:
@@ -248,8 +296,17 @@ def versus(row: dict, base: dict | None) -> str:
     if base is None or row is base or row["lfw_mean"] is None or base["lfw_mean"] is None:
         return "—"
     diff = 100 * (row["lfw_mean"] - base["lfw_mean"])
+    if not same_faces(row, base):
+        return f"{diff:+.2f} (other basis)"
     spread = 100 * max(row["lfw_std"] or 0.0, base["lfw_std"] or 0.0)
     return f"{diff:+.2f}" + (" (inside spread)" if abs(diff) <= spread else "")
+
+
+def same_faces(a: dict, b: dict) -> bool:
+    """Whether two synthetic rows' generators share an appearance basis (real rows always
+    compare: their photos do not change)."""
+    tags = [_basis_tag(r.get("generator", "")) for r in (a, b)]
+    return None in tags or tags[0] == tags[1]
 
 
 def _dlib(figures: dict | None) -> str:
@@ -279,6 +336,8 @@ def render_report(summary: dict) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in {**r["spec"], **r["train"]}.items()) or "nothing (baseline)"
         if r.get("data", "synthetic") != "synthetic":
             changes = f"**real photos** ({r['data']}, {r['images']} images) instead of synthetic"
+        if r.get("earlier_of"):
+            changes += f"; *an earlier measurement of {r['earlier_of']}, on the faces of another generator*"
         mark = " (default)" if r["lever"] == summary["default"] else ""
         speed = "n/a" if r["faces_per_s"] is None else f"{r['faces_per_s']:.0f}"
         lines.append(f"| **{r['lever']}**{mark} | {changes} | {', '.join(_pct(a) for a in r['lfw_per_seed'])} | "
@@ -294,6 +353,7 @@ def render_report(summary: dict) -> str:
         "A guide to how distinct the people look to a real-trained recogniser, not a result.",
         "",
         "Generators: " + ", ".join(f"`{g}`" for g in generators) + ".",
+        *basis_note(rows),
         "",
         "## The default",
         "",
@@ -307,13 +367,29 @@ def render_report(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def basis_note(rows: list[dict]) -> list[str]:
+    """Rows rendered with different appearance bases did not train on the same faces: say
+    which rows share one, so only those are compared as equal-data A/Bs."""
+    bases: dict[str, list[str]] = {}
+    for r in rows:
+        tag = _basis_tag(r["generator"])
+        if tag is not None:
+            bases.setdefault(tag, []).append(r["lever"])
+    if len(bases) < 2:
+        return []
+    groups = "; ".join(f"`{tag}`: {', '.join(levers)}" for tag, levers in bases.items())
+    return ["", f"**The synthetic rows come from {len(bases)} appearance bases** (the basis is rebuilt on each new "
+            f"machine, and builds of different sessions differ), so only rows of one basis "
+            f"trained on the same faces; compare within a group: {groups}."]
+
+
 GOAL = 0.85  # issue 18: synthetic-only LFW at the A/B budget
 
 
 def how_far(summary: dict) -> str:
     """The best synthetic row against the goal and the real rows, and what dlib's view of the
     people says about the gap (measured figures only)."""
-    rows = [r for r in summary["rows"] if r["lfw_mean"] is not None]
+    rows = [r for r in current_rows(summary["rows"]) if r["lfw_mean"] is not None]
     synthetic = [r for r in rows if r["data"] == "synthetic"]
     real = [r for r in rows if r["data"] != "synthetic"]
     if not synthetic:
@@ -340,7 +416,8 @@ def how_far(summary: dict) -> str:
             f"against {100 * ref['far_at_0.6']:.1f} % ({ref['inter']:.3f}) for the real photos.")
     base = next((r for r in synthetic if r["lever"] == summary.get("default")), None)
     if base is not None and len(synthetic) > 1:
-        moves = [(100 * (r["lfw_mean"] - base["lfw_mean"]), r["lever"]) for r in synthetic if r is not base]
+        moves = [(100 * (r["lfw_mean"] - base["lfw_mean"]), r["lever"]) for r in synthetic
+                 if r is not base and same_faces(r, base)] or [(0.0, "none on the default's basis")]
         largest = max(moves, key=lambda m: abs(m[0]))
         text.append(f"The largest LFW change of any synthetic lever against the default is {largest[0]:+.2f} points "
                     f"({largest[1]}).")
@@ -349,11 +426,12 @@ def how_far(summary: dict) -> str:
 
 def default_decision(summary: dict) -> str:
     """Which row the defaults equal, and what the measurements say about the others."""
-    rows = [r for r in summary["rows"] if r["data"] == "synthetic" and r["lfw_mean"] is not None]
+    rows = [r for r in current_rows(summary["rows"]) if r["data"] == "synthetic" and r["lfw_mean"] is not None]
     base = next((r for r in rows if r["lever"] == summary["default"]), None)
     if base is None:
         return "No row is marked as today's defaults."
-    others = [r for r in rows if r is not base]
+    others = [r for r in rows if r is not base and same_faces(r, base)]
+    elsewhere = [r for r in rows if r is not base and not same_faces(r, base)]
     better = [r for r in others if "inside" not in versus(r, base) and r["lfw_mean"] > base["lfw_mean"]]
     worse = [r for r in others if "inside" not in versus(r, base) and r["lfw_mean"] < base["lfw_mean"]]
     inside = [r for r in others if r not in better and r not in worse]
@@ -362,10 +440,16 @@ def default_decision(summary: dict) -> str:
     if earlier is not None and earlier is not base:
         gain = 100 * (base["lfw_mean"] - earlier["lfw_mean"])
         spread = 100 * max(base["lfw_std"] or 0, earlier["lfw_std"] or 0)
-        margin = f"; it clears the larger seed spread ({spread:.2f}) by only {gain - spread:.2f}: with two seeds, " \
-                 "a marginal result" if gain - spread < 0.25 * spread else ""
-        text.append(f"It became the default as the best lever over the earlier defaults (**baseline**, "
-                    f"{_pct(earlier['lfw_mean'])} ± {_pct(earlier['lfw_std'])} %): {gain:+.2f} points{margin}.")
+        against = f"(**baseline**, {_pct(earlier['lfw_mean'])} ± {_pct(earlier['lfw_std'])} %)"
+        if gain > spread:
+            margin = f"; it clears the larger seed spread ({spread:.2f}) by only {gain - spread:.2f}: with two " \
+                     "seeds, a marginal result" if gain - spread < 0.25 * spread else ""
+            text.append(f"It became the default as the best lever over the earlier defaults {against}: "
+                        f"{gain:+.2f} points{margin}.")
+        else:
+            text.append(f"It was made the default as the best lever over the earlier defaults {against}, but in "
+                        f"these rows it leads them by {gain:+.2f} points, inside the larger seed spread "
+                        f"({spread:.2f}): not a result. The measurement that chose it is not confirmed here.")
     if better:
         text.append("Better than it, outside the seed spread: " + ", ".join(
             f"{r['lever']} ({versus(r, base)})" for r in sorted(better, key=lambda r: -r["lfw_mean"])) + ".")
@@ -375,12 +459,15 @@ def default_decision(summary: dict) -> str:
         text.append("Inside the spread (not a result): " + ", ".join(r["lever"] for r in inside) + ".")
     if worse:
         text.append("Worse, outside the spread: " + ", ".join(f"{r['lever']} ({versus(r, base)})" for r in worse) + ".")
+    if elsewhere:
+        text.append("Not compared with it, being rendered with another appearance basis: "
+                    + ", ".join(r["lever"] for r in elsewhere) + ".")
     return " ".join(text)
 
 
 def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:
     """The synthetic-vs-real gap at equal budget, one command away."""
-    synthetic = [r for r in summary["rows"] if r["data"] == "synthetic"]
+    synthetic = [r for r in current_rows(summary["rows"]) if r["data"] == "synthetic"]
     lines = [
         "# Real baseline: the same budget on real photos",
         "",
@@ -404,7 +491,7 @@ def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:
         if best_real and syn:
             gap = 100 * (best_real["lfw_mean"] - syn["lfw_mean"])
             lines += ["", f"Gap, real minus {label}: **{gap:+.2f} points** ({best_real['lever']} vs {syn['lever']})."]
-    return "\n".join(lines + [""])
+    return "\n".join(lines + basis_note(synthetic) + [""])
 
 
 def lever_sheet(levers: list[Lever], out: str | Path, identities: int = 4, samples: int = 3, seed: int = 0,
