@@ -247,7 +247,7 @@ def merge_earlier_rows(summary: dict, earlier_file: Path) -> dict:
         same_budget = all(earlier.get(k) == json.loads(json.dumps(summary[k])) for k in ("base_spec", "budget", "seeds"))
         earlier_rows = earlier["rows"] if same_budget else []
     except (ValueError, KeyError, TypeError) as exc:
-        raise SynfaceError(f"{earlier_file}: not a readable A/B report ({exc}); move it aside to start a new one")
+        raise SynfaceError(f"{earlier_file}: not a readable A/B report ({exc}); move it aside to start a new one") from exc
     if not same_budget:
         tqdm.write(f"{earlier_file}: another budget or seeds; its rows are replaced, not merged")
         return summary

@@ -239,7 +239,9 @@ def render_study(summary: dict) -> list[str]:
         "",
         f"Seeds {', '.join(map(str, summary['seeds']))}; `{summary['command']}`; "
         f"{summary.get('seconds', 0) / 60:.0f} min of runs (shared runs counted in each study that uses them; building Syn-LFW not counted); "
-        f"{host.get('line', '?')}, {', '.join(sorted({s['precision'] for r in summary['rows'] for s in r['per_seed']}))}.",
+        f"{host.get('line', '?')}, {', '.join(sorted({s['precision'] for r in summary['rows'] for s in r['per_seed']}))}; "
+        "generator " + ", ".join(f"`{g}`" for g in sorted({s['generator'] for r in summary['rows'] for s in r['per_seed']
+                                                         if s.get('generator')})) + ".",
         "",
         "| run | data | steps | " + " | ".join(f"{m} (ours)" for m in measures) + " | paper |",
         "|---|---|---|" + "---|" * len(measures) + "---|",
