@@ -228,12 +228,13 @@ def test_the_cost_section_counts_a_shared_run_once_and_checks_the_cpu_goals():
         return {"key": key, "seconds": {"data_s": 60.0, "train_s": train_s}, "score_s": score_s}
 
     shared = seed("k1", 540.0, {"lfw": 60.0})
-    a = {"study": "a", "scale": "cpu", "seconds": 3600.0, "rows": [{"per_seed": [shared, seed("k2", 1740.0, {"lfw": 60.0})]}]}
+    a = {"study": "a", "scale": "cpu", "seconds": 3600.0,
+         "rows": [{"steps": 110, "per_seed": [shared, seed("k2", 1740.0, {"lfw": 60.0})]}]}
     b = {"study": "b", "scale": "cpu", "seconds": 3000.0,
-         "rows": [{"per_seed": [{**shared, "score_s": {"syn-lfw": 120.0}}, seed("k3", 2340.0, {})]}]}
+         "rows": [{"steps": 100, "per_seed": [{**shared, "score_s": {"syn-lfw": 120.0}}, seed("k3", 2340.0, {})]}]}
     total, runs, unscored = suite_minutes([a, b], "cpu")
     # k1 once (10 min) scored on lfw and syn-lfw (3 min), k2 31 min, k3 40 min.
     assert (runs, unscored) == (3, 0) and total == pytest.approx(84.0)
     text = "\n".join(cost_lines([a, b], "cpu"))
-    assert "| a | 60 | ≤ 45: **missed** |" in text and "| b | 50 | ≤ 45: **missed** |" in text
+    assert "| a | 110 | 60 | ≤ 45: **missed** |" in text and "| b | 100 | 50 | ≤ 45: **missed** |" in text
     assert "3 distinct runs, 84 min" in text and "(goal ≤ 180: **met**)" in text

@@ -212,13 +212,14 @@ def suite_minutes(results: list[dict], scale: str) -> tuple[float, int, int]:
 def cost_lines(results: list[dict], scale: str) -> list[str]:
     studies = [r for r in results if r["scale"] == scale]
     goal = scale == "cpu"
-    lines = ["| study | minutes (its runs, shared ones included) |" + (" goal |" if goal else ""),
-             "|---|---|" + ("---|" if goal else "")]
+    lines = ["| study | steps per run | minutes (its runs, shared ones included) |" + (" goal |" if goal else ""),
+             "|---|---|---|" + ("---|" if goal else "")]
     for s in studies:
         minutes = s.get("seconds", 0) / 60
         mark = (f" ≤ {CPU_STUDY_GOAL_MIN}: **{'met' if minutes <= CPU_STUDY_GOAL_MIN else 'missed'}** |"
                 if goal else "")
-        lines.append(f"| {s['study']} | {minutes:.0f} |{mark}")
+        steps = ", ".join(str(n) for n in sorted({r["steps"] for r in s["rows"]}))
+        lines.append(f"| {s['study']} | {steps} | {minutes:.0f} |{mark}")
     total, runs, unscored = suite_minutes(results, scale)
     text = f"The whole suite: {runs} distinct runs, {total:.0f} min of data, training and scoring"
     if goal:
