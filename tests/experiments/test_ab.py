@@ -187,3 +187,22 @@ def test_a_lever_measured_again_on_other_faces_keeps_its_earlier_row(tmp_path):
                                   tmp_path / "t.json")
     assert [r["lever"] for r in again["rows"]] == ["baseline", "baseline [basis=old]", "x"]
     assert again["rows"][0]["lfw_mean"] == 0.765
+
+
+def test_render_only_rewrites_the_markdown_from_the_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from synface.cli import app
+
+    rows = [{"lever": "baseline", "description": "", "spec": {}, "train": {}, "lfw_mean": 0.77, "lfw_std": 0.01,
+             "lfw_per_seed": [0.76, 0.78], "seeds": [0, 1], "data": "synthetic", "faces_per_s": 200.0, "steps": 276,
+             "images": 6000, "dlib": None, "generator": "g basis=a", "precision": ["bf16"],
+             "command": "synface ab baseline --seeds 0,1"}]
+    (tmp_path / "t.json").write_text(json.dumps({"rows": rows, "default": "baseline", "base_spec": "demo",
+                                                 "budget": {}, "seeds": [0, 1]}))
+    result = CliRunner().invoke(app, ["ab", "--render", "--report", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "| **baseline** (default) |" in (tmp_path / "t.md").read_text()
+    missing = CliRunner().invoke(app, ["ab", "--render", "--report", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "nope.json" in "".join(missing.output.split())
+    assert CliRunner().invoke(app, ["ab"]).exit_code != 0  # no lever and no --render
