@@ -204,12 +204,23 @@ def rerender(report: str | Path) -> dict:
     path = report.with_suffix(".json")
     if not path.is_file():
         raise DataNotFoundError(f"A/B report not found: {path}; run `synface ab LEVER ...` first")
+    summary = read_report(path)
     try:
-        summary = json.loads(path.read_text())
         write_reports(summary, report)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SynfaceError(f"{path}: not a readable A/B report ({exc})") from exc
+    except (KeyError, TypeError) as exc:
+        raise SynfaceError(f"{path}: not a readable A/B report ({exc!r})") from exc
     return summary
+
+
+def read_report(path: Path, hint: str = "") -> dict:
+    """An A/B report's JSON, refused with its name unless it is an object with a list of rows."""
+    try:
+        report = json.loads(path.read_text())
+        if not isinstance(report, dict) or not isinstance(report["rows"], list):
+            raise TypeError("not an object with a list of rows")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SynfaceError(f"{path}: not a readable A/B report ({exc!r}){hint}") from exc
+    return report
 
 
 def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, command, base_spec) -> dict:
@@ -242,12 +253,9 @@ def merge_earlier_rows(summary: dict, earlier_file: Path) -> dict:
     training overrides, seeds) is merged: other rows would not be comparable."""
     if not earlier_file.is_file():
         return summary
-    try:
-        earlier = json.loads(earlier_file.read_text())
-        same_budget = all(earlier.get(k) == json.loads(json.dumps(summary[k])) for k in ("base_spec", "budget", "seeds"))
-        earlier_rows = earlier["rows"] if same_budget else []
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SynfaceError(f"{earlier_file}: not a readable A/B report ({exc}); move it aside to start a new one") from exc
+    earlier = read_report(earlier_file, hint="; move it aside to start a new one")
+    same_budget = all(earlier.get(k) == json.loads(json.dumps(summary[k])) for k in ("base_spec", "budget", "seeds"))
+    earlier_rows = earlier["rows"]
     if not same_budget:
         tqdm.write(f"{earlier_file}: another budget or seeds; its rows are replaced, not merged")
         return summary

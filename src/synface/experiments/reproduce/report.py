@@ -55,10 +55,14 @@ def summarise_study(study: Study, scale: str, jobs: list[dict], results: list[di
     return summary
 
 
+def made_seconds(seconds: dict) -> float:
+    """A run's data and training seconds (its planning estimate is not time spent)."""
+    return sum(v for k, v in seconds.items() if k != "estimate_s")
+
+
 def run_seconds(result: dict, benchmarks: list[str]) -> float:
     """What one run cost when it was made: its data, training and this study's scoring."""
-    made = sum(v for k, v in result["seconds"].items() if k != "estimate_s")
-    return made + sum(s.get("seconds", 0.0) for b, s in result["scores"].items() if b in benchmarks)
+    return made_seconds(result["seconds"]) + sum(s.get("seconds", 0.0) for b, s in result["scores"].items() if b in benchmarks)
 
 
 def judge_pair(better: dict | None, worse: dict | None, measure: str) -> dict:
@@ -201,7 +205,7 @@ def suite_minutes(results: list[dict], scale: str) -> tuple[float, int, int]:
     for summary in (r for r in results if r["scale"] == scale):
         for row in summary["rows"]:
             for seed in row["per_seed"]:
-                made[seed["key"]] = sum(v for k, v in seed["seconds"].items() if k != "estimate_s")
+                made[seed["key"]] = made_seconds(seed["seconds"])
                 if "score_s" not in seed:
                     unscored.add(seed["key"])
                 for bench, seconds in (seed.get("score_s") or {}).items():
