@@ -206,3 +206,18 @@ def test_render_only_rewrites_the_markdown_from_the_json(tmp_path):
     missing = CliRunner().invoke(app, ["ab", "--render", "--report", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and "nope.json" in "".join(missing.output.split())
     assert CliRunner().invoke(app, ["ab"]).exit_code != 0  # no lever and no --render
+
+
+def test_how_far_says_whether_distinct_people_went_with_lfw():
+    dlib = lambda far: {"far_at_0.6": far, "inter": 0.7, "intra": 0.4}  # noqa: E731
+    row = lambda name, lfw, far: {"lever": name, "data": "synthetic", "lfw_mean": lfw,  # noqa: E731
+                                  "lfw_std": 0.002, "dlib": dlib(far)}
+    along = [row("baseline", 0.77, 0.16), row("a", 0.78, 0.12), row("b", 0.79, 0.08)]
+    text = ab.how_far({"rows": along, "default": "baseline"})
+    assert "correlate at r = -1.00: rows whose people look more distinct" in text and "scored higher" in text
+    assert "0 of the 2 levers on the default's faces are inside the seed spread" in text
+    apart = [row("baseline", 0.77, 0.16), row("a", 0.771, 0.16), row("b", 0.77, 0.08), row("c", 0.771, 0.08)]
+    text = ab.how_far({"rows": apart, "default": "baseline"})
+    assert "did not, by themselves, train a better recogniser" in text
+    assert "3 of the 3 levers" in text
+    assert "correlate" not in ab.how_far({"rows": along[:2], "default": "baseline"})

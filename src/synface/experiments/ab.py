@@ -24,6 +24,7 @@ import statistics
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from synface.config import ConfigError, from_dict, key_dict, load_yaml, to_dict
@@ -429,7 +430,34 @@ def how_far(summary: dict) -> str:
         largest = max(moves, key=lambda m: abs(m[0]))
         text.append(f"The largest LFW change of any synthetic lever against the default is {largest[0]:+.2f} points "
                     f"({largest[1]}).")
+        compared = [r for r in synthetic if r is not base and same_faces(r, base)]
+        if compared:
+            inside = sum("inside" in versus(r, base) for r in compared)
+            text.append(f"{inside} of the {len(compared)} levers on the default's faces are inside the seed spread.")
+    text.extend(distinctness_and_lfw(judged))
     return " ".join(text)
+
+
+def distinctness_and_lfw(judged: list[dict]) -> list[str]:
+    """Whether rows whose people look more distinct to dlib (fewer false accepts) also scored
+    higher on LFW: the one measured hint at what limits transfer, so it is stated only as the
+    correlation says it."""
+    if len(judged) < 3:
+        return []
+    far = np.array([r["dlib"]["far_at_0.6"] for r in judged], dtype=float)
+    lfw = np.array([r["lfw_mean"] for r in judged], dtype=float)
+    if far.std() == 0 or lfw.std() == 0:
+        return []
+    r = float(np.corrcoef(far, lfw)[0, 1])
+    if abs(r) < 0.3:
+        reading = ("people that look more distinct to a real-trained judge did not, by themselves, "
+                   "train a better recogniser here")
+    elif r < 0:
+        reading = "rows whose people look more distinct to a real-trained judge scored higher on LFW"
+    else:
+        reading = "rows whose people look more distinct to a real-trained judge scored lower on LFW"
+    return [f"Across the {len(judged)} judged synthetic rows, LFW and dlib's false-accept rate "
+            f"correlate at r = {r:+.2f}: {reading}."]
 
 
 def default_decision(summary: dict) -> str:
