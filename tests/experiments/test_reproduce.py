@@ -166,8 +166,13 @@ def test_smoke_reproduction_runs_every_study_resumes_and_renders_the_same_report
     assert keys(cross, "SynFace") == keys(mixup, "Syn1") == keys(attack, "SynFace")
 
     count = len(trained)
+    bars = []
+    real_tqdm = runner.tqdm
+    monkeypatch.setattr(runner, "tqdm", lambda *a, **kw: bars.append(kw) or real_tqdm(*a, **kw))
     reproduce(None, **kwargs)
     assert len(trained) == count  # resumed: every finished run skipped
+    # Runs trained before are no work left: the bar (and its ETA) counts none of them.
+    assert bars[0]["total"] == 0 and f"({count} runs, {count} trained before)" in bars[0]["desc"]
     assert report.read_text() == first
     report.unlink()
     write_report(tmp_path / "reports")  # `synface reproduce report`: from the JSON alone

@@ -138,8 +138,8 @@ class Reproduction:
         """Train (or resume, or reuse) one job and score it on its benchmarks."""
         folder: Path = job["folder"]
         result_file = folder / "result.json"
-        result = json.loads(result_file.read_text()) if result_file.is_file() else None
-        if result is None or result.get("key") != job["key"] or "training" not in result:
+        result = trained_result(job)
+        if result is None:
             result = self._train(job)
             write_json_atomic(result_file, result)
         for benchmark in job["run"].benchmarks:
@@ -212,7 +212,8 @@ class Reproduction:
     def run_studies(self, studies: list[Study]):
         """Yield each study's jobs and results as soon as its runs are done, in order. A run
         planned by several studies runs once, scored on every benchmark any of them asks of
-        it; an overall bar counts the distinct runs, with an ETA."""
+        it; an overall bar counts the training images of the distinct runs still to train, with
+        an ETA."""
         planned = [(study, self.jobs(study)) for study in studies]
         unique = {}
         for _, jobs in planned:
@@ -220,9 +221,13 @@ class Reproduction:
                 known = unique.setdefault(job["key"], job)
                 known["run"] = _union_benchmarks(known["run"], job["run"])
         results = {}
-        # Counted in training steps, the bulk of the time, so the ETA holds across run sizes.
-        work = {key: planned_steps(job) for key, job in unique.items()}
-        with tqdm(total=sum(work.values()), desc=f"reproduce {self.scale} ({len(unique)} runs)", unit="step",
+        # Counted in training images (steps x batch), the bulk of the time, so the ETA holds
+        # across run and batch sizes; runs trained before are left out, or their instant
+        # "progress" would make the rate, and so the ETA, a fiction.
+        done = {key for key, job in unique.items() if trained_result(job) is not None}
+        work = {key: 0 if key in done else planned_steps(job) * job["config"].batch_size for key, job in unique.items()}
+        desc = f"reproduce {self.scale} ({len(unique)} runs, {len(done)} trained before)"
+        with tqdm(total=sum(work.values()), desc=desc, unit="img", unit_scale=True,
                   disable=not self.progress) as bar:
             for study, jobs in planned:
                 for job in jobs:
@@ -231,6 +236,15 @@ class Reproduction:
                         results[job["key"]] = self.run_job(unique[job["key"]])
                         bar.update(work[job["key"]])
                 yield {"study": study, "jobs": jobs, "results": [results[j["key"]] for j in jobs]}
+
+
+def trained_result(job: dict) -> dict | None:
+    """The result a finished training of this exact job left in its folder, else None."""
+    result_file = job["folder"] / "result.json"
+    if not result_file.is_file():
+        return None
+    result = json.loads(result_file.read_text())
+    return result if result.get("key") == job["key"] and "training" in result else None
 
 
 def planned_steps(job: dict) -> int:
