@@ -221,3 +221,6 @@ def test_how_far_says_whether_distinct_people_went_with_lfw():
     assert "did not, by themselves, train a better recogniser" in text
     assert "3 of the 3 levers" in text
     assert "correlate" not in ab.how_far({"rows": along[:2], "default": "baseline"})
+    trained = along + [{**row("aug", 0.70, 0.16), "train": {"augment.erasing": 0.3}}]
+    assert "across the 3 synthetic rows that change only the generator" in ab.how_far(
+        {"rows": trained, "default": "baseline"}).lower()  # a training lever keeps the people
