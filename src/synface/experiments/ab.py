@@ -24,7 +24,6 @@ import statistics
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from synface.config import ConfigError, from_dict, key_dict, load_yaml, to_dict
@@ -425,12 +424,12 @@ def how_far(summary: dict) -> str:
             f"against {100 * ref['far_at_0.6']:.1f} % ({ref['inter']:.3f}) for the real photos.")
     base = next((r for r in synthetic if r["lever"] == summary.get("default")), None)
     if base is not None and len(synthetic) > 1:
-        moves = [(100 * (r["lfw_mean"] - base["lfw_mean"]), r["lever"]) for r in synthetic
-                 if r is not base and same_faces(r, base)] or [(0.0, "none on the default's basis")]
+        compared = [r for r in synthetic if r is not base and same_faces(r, base)]
+        moves = [(100 * (r["lfw_mean"] - base["lfw_mean"]), r["lever"]) for r in compared] or [
+            (0.0, "none on the default's basis")]
         largest = max(moves, key=lambda m: abs(m[0]))
         text.append(f"The largest LFW change of any synthetic lever against the default is {largest[0]:+.2f} points "
                     f"({largest[1]}).")
-        compared = [r for r in synthetic if r is not base and same_faces(r, base)]
         if compared:
             inside = sum("inside" in versus(r, base) for r in compared)
             text.append(f"{inside} of the {len(compared)} levers on the default's faces are inside the seed spread.")
@@ -446,11 +445,11 @@ def distinctness_and_lfw(judged: list[dict]) -> list[str]:
     judged = [r for r in judged if not r.get("train")]
     if len(judged) < 3:
         return []
-    far = np.array([r["dlib"]["far_at_0.6"] for r in judged], dtype=float)
-    lfw = np.array([r["lfw_mean"] for r in judged], dtype=float)
-    if far.std() == 0 or lfw.std() == 0:
+    far = [r["dlib"]["far_at_0.6"] for r in judged]
+    lfw = [r["lfw_mean"] for r in judged]
+    if len(set(far)) == 1 or len(set(lfw)) == 1:  # no correlation to speak of
         return []
-    r = float(np.corrcoef(far, lfw)[0, 1])
+    r = statistics.correlation(far, lfw)
     if abs(r) < 0.3:
         reading = ("people that look more distinct to a real-trained judge did not, by themselves, "
                    "train a better recogniser here")
