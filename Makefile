@@ -42,6 +42,7 @@ bench: install
 	$(PY) benchmarks/generator_realism.py --json runs/bench/generator_realism.json
 	$(PY) benchmarks/loader_throughput.py --json runs/bench/loader_throughput.json
 	$(PY) benchmarks/train_throughput.py --json runs/bench/train_throughput.json
+	$(PY) benchmarks/fp32_train_levers.py --json runs/bench/fp32_train_levers.json
 	$(PY) benchmarks/learning_check.py --json runs/bench/learning_check.json
 
 clean:

@@ -14,7 +14,8 @@ Measured on 2 cores (``benchmarks/train_throughput.py``, MobileFaceNet 56x48, ba
 native-bf16 Xeon: bf16 compiled 312 img/s, bf16 eager 200, fp32 compiled 205, fp32 eager 175,
 a plain fp32 loop 145; the same host limited to AVX2 (``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2``): fp32 compiled 172 (after ~50 s of compiling), fp32 eager 153,
-plain 136, bf16 13 (emulated). So AVX2 hosts train fp32, compiled when the run is long.
+plain 136, bf16 13 (emulated); a real AVX2-only AMD EPYC (Zen 2): fp32 compiled 112-155,
+eager 113-140, plain 84-107, bf16 10-14. So AVX2 hosts train fp32, compiled when the run is long.
 """
 
 from __future__ import annotations
