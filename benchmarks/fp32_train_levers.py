@@ -8,6 +8,8 @@ re-run on the next host:
 - ``compiled`` : our step as the Trainer runs it (channels-last, torch.compile max-autotune);
 - ``compiled_fast_math``: the same with inductor's ``-ffast-math`` and FMA contraction flags;
 - ``compiled_cpp_wrapper``: the same with inductor's C++ wrapper (no Python between kernels);
+- ``compiled_no_tiling_heuristics`` / ``compiled_no_split_reductions``: two of inductor's loop
+  choices for the batch-norm reductions that dominate the fp32 step, switched off;
 - ``compiled_pointwise_as_matmul``: every 1x1 convolution computed as ``F.linear`` over the
   channels-last pixels (inductor then sees matrix products, forward and backward);
 - ``eager`` / ``eager_pointwise_as_matmul``: the same two models without compilation.
@@ -42,6 +44,8 @@ LEVERS = {
     "compiled": {},
     "compiled_fast_math": {"cpp.enable_unsafe_math_opt_flag": True, "cpp.enable_floating_point_contract_flag": "fast"},
     "compiled_cpp_wrapper": {"cpp_wrapper": True},
+    "compiled_no_tiling_heuristics": {"cpp.enable_tiling_heuristics": False},
+    "compiled_no_split_reductions": {"split_reductions": False},
     "compiled_pointwise_as_matmul": {},
     "eager": None,
     "eager_pointwise_as_matmul": None,
