@@ -31,15 +31,13 @@ from torch import nn
 
 from synface.faces.templates import parse_size
 from synface.models.backbones import get_backbone
-from synface.models.heads import MarginHead
-from synface.runtime import tune_cpu_allocator
+from synface.runtime import CPU_COMPILE_MODE, tune_cpu_allocator
 from synface.train.config import load_train_config
-from synface.train.loop import TrainingModule
 
 from common import write_result
-from train_throughput import build as build_step, make_batch, ours_step
+from train_throughput import build as build_step, make_batch
 
-COMPILE_OPTIONS = {"max_autotune": True, "triton.cudagraphs": False}  # CPU_COMPILE_MODE as options
+# Inductor options per compiled lever (on top of the Trainer's CPU_COMPILE_MODE); None: eager.
 LEVERS = {
     "compiled": {},
     "compiled_fast_math": {"cpp.enable_unsafe_math_opt_flag": True, "cpp.enable_floating_point_contract_flag": "fast"},
@@ -88,17 +86,12 @@ def check_same_network(reference: nn.Module, swapped: nn.Module, input_size) -> 
 
 
 def build_lever(lever: str, name: str, input_size, classes: int):
-    torch.manual_seed(0)
-    if lever.endswith("pointwise_as_matmul"):
-        backbone = backbone_with_pointwise_as_matmul(name, input_size, 512)
-    else:
-        backbone = get_backbone(name, input_size, 512)
-    head = MarginHead(512, classes)
-    module = TrainingModule(backbone.train().to(memory_format=torch.channels_last), head, classes, 0)
-    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    """train_throughput's fp32 step with this lever's backbone and inductor options."""
+    backbone = backbone_with_pointwise_as_matmul(name, input_size, 512) if lever.endswith("pointwise_as_matmul") else None
     options = LEVERS[lever]
-    runner = module if options is None else torch.compile(module, options={**COMPILE_OPTIONS, **options})
-    return lambda images, labels: ours_step(runner, opt, images, labels, input_size, "fp32")
+    variant = "fp32_eager" if options is None else "fp32_compiled"
+    # No extra options ("compiled"): compiled with the mode alone, exactly as the Trainer does.
+    return build_step(name, input_size, classes, variant, CPU_COMPILE_MODE, backbone=backbone, compile_options=options or None)
 
 
 def main() -> None:

@@ -69,10 +69,13 @@ def plain_step(backbone, head, opt, images, labels, input_size):
     opt.step()
 
 
-def build(name: str, input_size, classes: int, variant: str | None, compile_mode: str):
-    """A fresh model + optimizer and a zero-argument step for ``variant`` (None: plain)."""
+def build(name: str, input_size, classes: int, variant: str | None, compile_mode: str,
+          backbone: torch.nn.Module | None = None, compile_options: dict | None = None):
+    """A fresh model + optimizer and a zero-argument step for ``variant`` (None: plain).
+    ``backbone`` replaces the named one (benchmarks/fp32_train_levers.py swaps layers);
+    ``compile_options`` are inductor options on top of ``compile_mode``'s."""
     torch.manual_seed(0)
-    backbone = get_backbone(name, input_size, 512).train()
+    backbone = (backbone if backbone is not None else get_backbone(name, input_size, 512)).train()
     head = MarginHead(512, classes)
     if variant is None:
         opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
@@ -80,7 +83,12 @@ def build(name: str, input_size, classes: int, variant: str | None, compile_mode
     precision, compiled = VARIANTS[variant]
     module = TrainingModule(backbone.to(memory_format=torch.channels_last), head, classes, 0)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
-    runner = torch.compile(module, mode=compile_mode) if compiled else module
+    if compiled and compile_options:
+        # torch.compile takes a mode or options, not both: the mode as its options, plus these.
+        from torch._inductor import list_mode_options
+        runner = torch.compile(module, options={**list_mode_options(compile_mode), **compile_options})
+    else:
+        runner = torch.compile(module, mode=compile_mode) if compiled else module
     return lambda images, labels: ours_step(runner, opt, images, labels, input_size, precision)
 
 
