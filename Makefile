@@ -43,6 +43,8 @@ bench: install
 	$(PY) benchmarks/loader_throughput.py --json runs/bench/loader_throughput.json
 	$(PY) benchmarks/train_throughput.py --json runs/bench/train_throughput.json
 	$(PY) benchmarks/fp32_train_levers.py --json runs/bench/fp32_train_levers.json
+	@# the Trainer itself, on the demo's dataset once `make demo` has made it
+	if [ -f data/demo/dataset.json ]; then $(PY) benchmarks/trainer_batch_norm.py --data data/demo --json runs/bench/trainer_batch_norm.json; fi
 	$(PY) benchmarks/learning_check.py --json runs/bench/learning_check.json
 
 clean:

@@ -12,6 +12,9 @@ re-run on the next host:
   choices for the batch-norm reductions that dominate the fp32 step, switched off;
 - ``compiled_pointwise_as_matmul``: every 1x1 convolution computed as ``F.linear`` over the
   channels-last pixels (inductor then sees matrix products, forward and backward);
+- ``compiled_aten_batch_norm``: the step before the backbones' own BatchNorm2d / PReLU
+  (``synface.models.backbones.common``): ``nn.BatchNorm2d`` / ``nn.PReLU``, whose per-channel
+  reductions inductor walks channel group by channel group over the whole batch;
 - ``eager`` / ``eager_pointwise_as_matmul``: the same two models without compilation.
 
 Rates are the median of ``--rounds`` interleaved rounds (this host's speed swings by 10 %
@@ -45,6 +48,7 @@ LEVERS = {
     "compiled_no_tiling_heuristics": {"cpp.enable_tiling_heuristics": False},
     "compiled_no_split_reductions": {"split_reductions": False},
     "compiled_pointwise_as_matmul": {},
+    "compiled_aten_batch_norm": {},
     "eager": None,
     "eager_pointwise_as_matmul": None,
 }
@@ -60,34 +64,52 @@ class PointwiseAsMatmul(nn.Conv2d):
         return y.permute(0, 3, 1, 2)
 
 
-def backbone_with_pointwise_as_matmul(name: str, input_size, embedding: int) -> nn.Module:
-    """The same network (same parameters and initialisation) with every 1x1 Conv2d swapped."""
+def pointwise_as_matmul(child: nn.Module) -> nn.Module | None:
+    if type(child) is nn.Conv2d and child.kernel_size == (1, 1):
+        return PointwiseAsMatmul(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+    return None
+
+
+def aten_batch_norm(child: nn.Module) -> nn.Module | None:
+    if isinstance(child, nn.BatchNorm2d) and type(child) is not nn.BatchNorm2d:
+        return nn.BatchNorm2d(child.num_features, child.eps, child.momentum)
+    if isinstance(child, nn.PReLU) and type(child) is not nn.PReLU:
+        return nn.PReLU(child.num_parameters)
+    return None
+
+
+SWAPS = {"pointwise_as_matmul": pointwise_as_matmul, "aten_batch_norm": aten_batch_norm}
+
+
+def backbone_with(swap, name: str, input_size, embedding: int) -> nn.Module:
+    """The same network (same parameters and initialisation) with the modules ``swap`` replaces."""
     torch.manual_seed(0)
     model = get_backbone(name, input_size, embedding)
     for module in list(model.modules()):
         for child_name, child in module.named_children():
-            if type(child) is nn.Conv2d and child.kernel_size == (1, 1):
-                swapped = PointwiseAsMatmul(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+            swapped = swap(child)
+            if swapped is not None:
                 swapped.load_state_dict(child.state_dict())
                 setattr(module, child_name, swapped)
     torch.manual_seed(0)
-    check_same_network(get_backbone(name, input_size, embedding), model, input_size)
+    check_same_network(get_backbone(name, input_size, embedding), model, input_size, swap.__name__)
     return model
 
 
-def check_same_network(reference: nn.Module, swapped: nn.Module, input_size) -> None:
+def check_same_network(reference: nn.Module, swapped: nn.Module, input_size, what: str) -> None:
     """The lever must time the same function (same seed, same weights), not another network."""
     x = torch.randn(4, 3, *input_size, generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         gap = (reference.eval()(x) - swapped.eval()(x)).abs().max().item()
     if gap > 1e-4:
-        raise AssertionError(f"1x1 convolutions as matrix products change the embeddings by {gap}")
+        raise AssertionError(f"{what} changes the embeddings by {gap}")
 
 
 def build_lever(lever: str, name: str, input_size, classes: int):
     """train_throughput's fp32 step with this lever's backbone and inductor options."""
-    backbone = backbone_with_pointwise_as_matmul(name, input_size, 512) if lever.endswith("pointwise_as_matmul") else None
+    swap = next((swap for suffix, swap in SWAPS.items() if lever.endswith(suffix)), None)
+    backbone = backbone_with(swap, name, input_size, 512) if swap else None
     options = LEVERS[lever]
     variant = "fp32_eager" if options is None else "fp32_compiled"
     # No extra options ("compiled"): compiled with the mode alone, exactly as the Trainer does.

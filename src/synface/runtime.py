@@ -15,7 +15,9 @@ native-bf16 Xeon: bf16 compiled 312 img/s, bf16 eager 200, fp32 compiled 205, fp
 a plain fp32 loop 145; the same host limited to AVX2 (``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2``): fp32 compiled 172 (after ~50 s of compiling), fp32 eager 153,
 plain 136, bf16 13 (emulated); a real AVX2-only AMD EPYC (Zen 2): fp32 compiled 112-155,
-eager 113-140, plain 84-107, bf16 10-14. So AVX2 hosts train fp32, compiled when the run is long.
+eager 113-140, plain 84-107, bf16 10-14, and 183 compiled (1.60x plain) once the backbones'
+batch norm and PReLU sum per image first (``synface.models.backbones.common``). So AVX2 hosts
+train fp32, compiled when the run is long.
 """
 
 from __future__ import annotations
@@ -243,7 +245,7 @@ def _choose_compile(requested: bool | str, device: torch.device, precision: str,
     if not long_run:
         return False, "too little work to repay compilation"
     # Measured on 2 cores (benchmarks/train_throughput.py, evaluate_lfw.py): training bf16
-    # +55 %, fp32 +13-17 % (30-60 s to compile); LFW embedding fp32 +28-33 %, bf16 +35 %.
+    # +55 %, fp32 +13-21 % (30-95 s to compile); LFW embedding fp32 +28-33 %, bf16 +35 %.
     return True, (f"long CPU run ({precision}, {cpu_capability()}): inductor's fused kernels are faster "
                   "(training +13-55 %, inference +28-35 %) and repay the compile time")
 

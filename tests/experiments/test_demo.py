@@ -63,3 +63,6 @@ def test_the_report_says_first_when_a_time_budget_cut_training_short():
                     fitted_to_budget={"steps": 150, "planned_steps": 276, "budget_min": 6.0, "img_per_s": 90.0})
     report = render_report(metrics)
     assert report.startswith("# synface demo") and "150 of the preset's 276 steps fit the 6.0-minute" in report
+    assert "re-sized" not in report
+    training["fitted_to_budget"].update(refits=2, img_per_s=80.0)
+    assert "at 80 img/s, re-sized 2x at epoch ends to the rate it ran at;" in render_report(metrics)

@@ -152,7 +152,7 @@ def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_sy
     summary = trainer.run()
     fit = summary["fitted_to_budget"]
     assert fit["planned_steps"] == 8000 and fit["seconds_per_step"] == 1.0
-    assert summary["steps"] == fit["steps"] == summary["planned_steps"] == 9 + int(0.95 * 21)
+    assert summary["steps"] == fit["steps"] == summary["planned_steps"] == 9 + int(21 - 0.05 * 30)
     assert not summary["stopped_by_time_budget"] and summary["preset_steps"] == 8000
     # the schedule keeps its shape: lr /10 at 60 % and 80 % of the fitted run
     steps = fit["steps"]
@@ -161,6 +161,75 @@ def test_a_time_budget_fits_the_run_to_the_machine_instead_of_cutting_it(tiny_sy
     assert trainer.lr_at(steps - 1) == pytest.approx(0.0005)
     resumed = Trainer(cfg, tiny_synthetic, tmp_path / "fit", progress=False)
     assert resumed.run(resume=True)["steps"] == steps  # a fitted run resumes to its fitted length
+
+
+def test_a_fitted_run_that_slows_down_refits_instead_of_hitting_its_deadline(tiny_synthetic, tmp_path, monkeypatch):
+    """Fitted on 1 s steps, the run then slows to 3 s a step (a shared machine, a drained
+    prefetch queue). At the next epoch's end it plans fewer steps again and finishes them
+    before its deadline; without the re-fit the 30 s budget would cut it at step 19 of 28."""
+    import time
+    import types
+
+    import synface.train.loop as loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: clock[0], perf_counter=time.perf_counter))
+    real_step = loop.Trainer._train_step
+    done = [0]
+
+    def slowing_step(self, *args):
+        done[0] += 1
+        clock[0] += 1.0 if done[0] <= 12 else 3.0
+        return real_step(self, *args)
+
+    monkeypatch.setattr(loop.Trainer, "_train_step", slowing_step)
+    cfg = config(**{"optim.epochs": 2000, "optim.milestones": [1200, 1600], "time_budget_min": 0.5,
+                    "fit_to_budget": True})
+    summary = Trainer(cfg, tiny_synthetic, tmp_path / "refit", progress=False).run()
+    fit = summary["fitted_to_budget"]
+    # fitted at step 9 to 28 steps at 1 s; at step 16 (12 s for the last epoch of 4 steps,
+    # 3 s a step; 6 s left, 1.5 s of it spare) the run plans 16 + int(4.5 / 3) = 17
+    assert fit["refits"] == 1 and fit["seconds_per_step"] == 3.0
+    assert summary["steps"] == fit["steps"] == summary["planned_steps"] == 17
+    assert not summary["stopped_by_time_budget"] and clock[0] - 1000.0 <= 30.0
+
+
+def test_a_fitted_run_that_speeds_up_grows_back_without_raising_its_lr(tiny_synthetic, tmp_path, monkeypatch):
+    """Fitted on 2 s steps, the run then takes 1 s a step: at epoch ends it plans more steps
+    again (towards the planned ones) and still finishes before its deadline, and its lr never
+    goes back up: stretching the compressed schedule stops at a milestone already passed."""
+    import time
+    import types
+
+    import synface.train.loop as loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(time=lambda: clock[0], perf_counter=time.perf_counter))
+    real_step, real_fit = loop.Trainer._train_step, loop.Trainer._fit_to_budget
+    lrs, first_fit = [], []
+
+    def speeding_step(self, *args):
+        clock[0] += 2.0 if len(lrs) < 9 else 1.0
+        loss = real_step(self, *args)
+        lrs.append(self.optimizer.param_groups[0]["lr"])
+        return loss
+
+    def recording_fit(self, *args):
+        real_fit(self, *args)
+        first_fit.append(self.total_steps)
+
+    monkeypatch.setattr(loop.Trainer, "_train_step", speeding_step)
+    monkeypatch.setattr(loop.Trainer, "_fit_to_budget", recording_fit)
+    cfg = config(**{"optim.epochs": 2000, "optim.milestones": [1200, 1600], "optim.warmup_epochs": 0.5,
+                    "time_budget_min": 1.0, "fit_to_budget": True})
+    summary = Trainer(cfg, tiny_synthetic, tmp_path / "grow", progress=False).run()
+    fit = summary["fitted_to_budget"]
+    assert first_fit == [28]  # 9 + int((42 s left - 3 s spare) / 2 s)
+    assert fit["refits"] >= 2 and summary["steps"] == fit["steps"] == summary["planned_steps"] > 28
+    assert not summary["stopped_by_time_budget"] and clock[0] - 1000.0 <= 60.0
+    peak = lrs.index(max(lrs))
+    assert all(later <= earlier for earlier, later in zip(lrs[peak:], lrs[peak + 1:])), lrs
+    assert lrs[-1] == pytest.approx(0.05 * 0.01)  # both milestones passed
 
 
 def test_training_writes_tensorboard_events_beside_metrics(tiny_synthetic, tmp_path):

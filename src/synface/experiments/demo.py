@@ -224,8 +224,11 @@ def _training_line(t: dict) -> str:
     if t["stopped_by_time_budget"]:
         return line + f" (**stopped by the time budget at step {t['steps']} of {t['planned_steps']} planned**)"
     if fit and fit["steps"] < fit["planned_steps"]:
+        refits = fit.get("refits", 0)
+        again = f", re-sized {refits}x at epoch ends to the rate it ran at" if refits else ""
         return line + (f" (sized to this machine: {fit['steps']} of the preset's {fit['planned_steps']} steps fit the "
-                       f"{fit['budget_min']:.1f}-minute training budget at {fit['img_per_s']:.0f} img/s; lr schedule compressed alike)")
+                       f"{fit['budget_min']:.1f}-minute training budget at {fit['img_per_s']:.0f} img/s{again}; "
+                       "lr schedule compressed alike)")
     return line + f" (all {t['preset_steps']} planned steps)"
 
 

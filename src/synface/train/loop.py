@@ -431,6 +431,7 @@ class Trainer:
         self.module.train()
         window_start, window_images, stopped_early = time.perf_counter(), 0, False
         fit_from = None  # (time, step) after this session's first step
+        last_check = None  # (time, step) of the last look at the budget, once fitted
         for step in steps:
             if step >= self.total_steps:  # the run was fitted to its time budget
                 break
@@ -446,6 +447,7 @@ class Trainer:
                     or (self.dist.world == 1 and self.step - fit_from[1] >= 3
                         and time.time() - fit_from[0] >= FIT_AFTER_BUDGET_FRACTION * (deadline - started))):
                 self._fit_to_budget(fit_from, deadline, validation is not None)
+                last_check = (time.time(), self.step)
                 bar.total = self.total_steps
                 end = min(end, self.total_steps)
             window_images += c.batch_size
@@ -470,6 +472,11 @@ class Trainer:
             if out_of_time:
                 stopped_early = True
                 break
+            if epoch_done and self.fit is not None and last_check is not None and not last:
+                self._refit_to_budget(fit_from, last_check, deadline, validation is not None)
+                last_check = (time.time(), self.step)
+                bar.total = self.total_steps
+                end = self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
         bar.close()
         if validation is not None and (not self.history or "val_accuracy" not in self.history[-1]):
             self._validate(validation)
@@ -521,12 +528,8 @@ class Trainer:
     def _fit_to_budget(self, since: tuple[float, int], deadline: float, validating: bool) -> None:
         """Shrink the run to the steps that fit before ``deadline`` at the rate measured
         since ``since`` (time, step), keeping its schedule's shape (lr_at compresses it)."""
-        start, first = since
-        per_step = (time.time() - start) / max(self.step - first, 1)
-        # Validation and the per-epoch checkpoint cost a few steps' time each; keep 5 % spare.
-        reserve = 0.05 * (deadline - time.time()) + (3 * per_step if validating else 0.0)
-        affordable = self.step + int(max(deadline - time.time() - reserve, 0.0) / per_step)
-        fitted = int(min_over_ranks(max(self.step, min(self.total_steps, affordable)), self.dist, self.device))
+        per_step = self._seconds_per_step(since)
+        fitted = self._affordable_steps(per_step, deadline, validating)
         self.fit = {"planned_steps": self.planned_steps, "steps": fitted, "seconds_per_step": round(per_step, 3),
                     "img_per_s": round(self.config.batch_size / per_step, 1),
                     "budget_min": self.config.time_budget_min}
@@ -534,6 +537,53 @@ class Trainer:
             tqdm.write(f"time budget {self.config.time_budget_min:g} min at {self.fit['img_per_s']:.0f} img/s: "
                        f"training {fitted} of the {self.planned_steps} planned steps, same schedule compressed")
         self.total_steps = fitted
+
+    def _refit_to_budget(self, since: tuple[float, int], last_check: tuple[float, int], deadline: float,
+                         validating: bool) -> None:
+        """At an epoch's end, size a fitted run again to the rate it now runs at. The first fit
+        times only a few steps, some of them on batches the loader prefetched while the step
+        compiled, and a shared machine's speed swings from minute to minute: a run fitted on
+        its first steps could still hit its deadline, or end with minutes unused. Shrinking
+        counts the slower of the rate since the first step and over the last epoch; growing
+        (back towards the planned steps) never takes the lr back up (_longest_plan_keeping_lr)."""
+        per_step = max(self._seconds_per_step(since), self._seconds_per_step(last_check))
+        fitted = self._affordable_steps(per_step, deadline, validating, most=self._longest_plan_keeping_lr())
+        if fitted != self.total_steps:
+            tqdm.write(f"now {self.config.batch_size / per_step:.0f} img/s: training {fitted} of the "
+                       f"{self.planned_steps} planned steps (was {self.total_steps})")
+            self.fit.update(steps=fitted, seconds_per_step=round(per_step, 3),
+                            img_per_s=round(self.config.batch_size / per_step, 1),
+                            refits=self.fit.get("refits", 0) + 1)
+            self.total_steps = fitted
+
+    def _longest_plan_keeping_lr(self) -> int:
+        """The most steps (up to the planned ones) this run may be stretched to now. Stretching
+        a compressed schedule moves the current step to an earlier point of it, which must not
+        lie before a milestone already passed or inside the warm-up: the lr stays the same."""
+        o = self.config.optim
+        epoch = self.step * self.planned_steps / (self.total_steps * self.steps_per_epoch)
+        floor = max([o.warmup_epochs] + [m for m in o.milestones if m <= epoch])
+        if floor <= 0:
+            return self.planned_steps
+        longest = min(self.planned_steps, int(self.step * self.planned_steps / (floor * self.steps_per_epoch)))
+        # lr_at's own float arithmetic decides: one step shorter where it rounds below the floor
+        while longest > self.total_steps and self.step * self.planned_steps / (longest * self.steps_per_epoch) < floor:
+            longest -= 1
+        return max(self.total_steps, longest)
+
+    def _seconds_per_step(self, since: tuple[float, int]) -> float:
+        start, first = since
+        return (time.time() - start) / max(self.step - first, 1)
+
+    def _affordable_steps(self, per_step: float, deadline: float, validating: bool, most: int | None = None) -> int:
+        """Steps (all ranks agreeing) that fit before ``deadline`` at ``per_step`` seconds, never
+        more than ``most`` (default: those now planned) nor fewer than done."""
+        # Validation and the per-epoch checkpoint cost a few steps' time each: keep 5 % of the
+        # whole budget spare, the same at every re-fit (so growing never eats into it).
+        reserve = 0.05 * 60 * self.config.time_budget_min + (3 * per_step if validating else 0.0)
+        affordable = self.step + int(max(deadline - time.time() - reserve, 0.0) / per_step)
+        most = self.total_steps if most is None else most
+        return int(min_over_ranks(max(self.step, min(most, affordable)), self.dist, self.device))
 
     def runtime_comment(self) -> str:
         """config.yaml keeps the config as given (``auto`` stays auto, so the file reruns

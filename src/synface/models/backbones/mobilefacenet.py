@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from synface.models.backbones.common import DepthwiseConv2d, downsampled
+from synface.models.backbones.common import BatchNorm2d, DepthwiseConv2d, PReLU, downsampled
 
 # (expansion t, output channels c, repeats n, first stride s), the paper's Table 1.
 BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -21,10 +21,10 @@ def conv_bn(cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1,
     conv = DepthwiseConv2d if groups > 1 else nn.Conv2d
     layers: list[nn.Module] = [
         conv(cin, cout, kernel, stride, padding, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
+        BatchNorm2d(cout),
     ]
     if act:
-        layers.append(nn.PReLU(cout))
+        layers.append(PReLU(cout))
     return nn.Sequential(*layers)
 
 
