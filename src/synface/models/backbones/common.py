@@ -40,9 +40,9 @@ class DepthwiseConv2d(nn.Conv2d):
 # tensor, eight times over at 64 channels. On the 2-core AVX2 host these kernels were ~45 % of
 # the MobileFaceNet step (reports/runtime/README.md). Summing over each image's H x W rows
 # first (a block that stays in cache) and then over the batch gives inductor two loops it
-# walks well: BN + PReLU forward and backward at the 56x48 shapes take 0.65-0.8 of the time,
-# the whole step ~15 % less (`benchmarks/fp32_train_levers.py`). Eager steps, inference, other
-# devices, bf16 autocast and other dtypes keep ATen's kernels.
+# walks well: BN + PReLU forward and backward at the 56x48 shapes take 0.64-0.83 of the time,
+# and the whole step runs 1.15x faster (`benchmarks/fp32_train_levers.py`). Eager steps,
+# inference, other devices, bf16 autocast and other dtypes keep ATen's kernels.
 
 
 def _channel_sum(t: torch.Tensor) -> torch.Tensor:
@@ -133,6 +133,6 @@ class PReLU(nn.PReLU):
     channel sum; see the note above."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.weight.numel() == x.shape[1] and _two_level_path(x):
+        if self.training and _two_level_path(x) and self.weight.numel() == x.shape[1]:
             return _ChannelPReLU.apply(x, self.weight)
         return super().forward(x)
