@@ -268,10 +268,15 @@ class Trainer:
         """The schedule in epochs of the planned run; a run fitted to a time budget goes
         through the same schedule compressed into its fewer steps."""
         o = self.config.optim
-        epoch = step / self.steps_per_epoch
-        if self.total_steps != self.planned_steps:
-            epoch = step * self.planned_steps / (self.total_steps * self.steps_per_epoch)
-        return o.lr * lr_factor(epoch, tuple(o.milestones), o.warmup_epochs)
+        return o.lr * lr_factor(self._schedule_epoch(step), tuple(o.milestones), o.warmup_epochs)
+
+    def _schedule_epoch(self, step: int, total_steps: int | None = None) -> float:
+        """Where ``step`` lies in the planned schedule, in epochs, when the run is ``total_steps``
+        long (default: as now planned)."""
+        total_steps = self.total_steps if total_steps is None else total_steps
+        if total_steps == self.planned_steps:
+            return step / self.steps_per_epoch
+        return step * self.planned_steps / (total_steps * self.steps_per_epoch)
 
     # ---- data --------------------------------------------------------------------------------
     def _syn_indices(self, step: int) -> np.ndarray:
@@ -421,7 +426,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(dump_yaml(c) + self.runtime_comment())
             tqdm.write(f"runtime: {self.runtime.summary()}")
         validation = self._validation_set()
-        end = self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
+        end = self._session_end(stop_at_step)
         steps = range(self.step, end)
         syn_loader = iter(self._loader(self.syn, self._syn_indices, steps))
         real_loader = iter(self._loader(self.real, self._real_indices, steps)) if self.real else None
@@ -448,8 +453,7 @@ class Trainer:
                         and time.time() - fit_from[0] >= FIT_AFTER_BUDGET_FRACTION * (deadline - started))):
                 self._fit_to_budget(fit_from, deadline, validation is not None)
                 last_check = (time.time(), self.step)
-                bar.total = self.total_steps
-                end = min(end, self.total_steps)
+                bar.total, end = self.total_steps, self._session_end(stop_at_step)
             window_images += c.batch_size
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == end:
@@ -475,8 +479,7 @@ class Trainer:
             if epoch_done and self.fit is not None and last_check is not None and not last:
                 self._refit_to_budget(fit_from, last_check, deadline, validation is not None)
                 last_check = (time.time(), self.step)
-                bar.total = self.total_steps
-                end = self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
+                bar.total, end = self.total_steps, self._session_end(stop_at_step)
         bar.close()
         if validation is not None and (not self.history or "val_accuracy" not in self.history[-1]):
             self._validate(validation)
@@ -490,6 +493,10 @@ class Trainer:
                 self._tensorboard = None
         barrier(self.dist)
         return summary
+
+    def _session_end(self, stop_at_step: int | None) -> int:
+        """The step this session trains to: the run's (possibly fitted) length or ``stop_at_step``."""
+        return self.total_steps if stop_at_step is None else min(stop_at_step, self.total_steps)
 
     def _train_step(self, step: int, syn_loader, real_loader) -> float:
         c = self.config
@@ -561,13 +568,13 @@ class Trainer:
         a compressed schedule moves the current step to an earlier point of it, which must not
         lie before a milestone already passed or inside the warm-up: the lr stays the same."""
         o = self.config.optim
-        epoch = self.step * self.planned_steps / (self.total_steps * self.steps_per_epoch)
+        epoch = self._schedule_epoch(self.step)
         floor = max([o.warmup_epochs] + [m for m in o.milestones if m <= epoch])
         if floor <= 0:
             return self.planned_steps
         longest = min(self.planned_steps, int(self.step * self.planned_steps / (floor * self.steps_per_epoch)))
-        # lr_at's own float arithmetic decides: one step shorter where it rounds below the floor
-        while longest > self.total_steps and self.step * self.planned_steps / (longest * self.steps_per_epoch) < floor:
+        # lr_at's own arithmetic decides: one step shorter where its float rounds below the floor
+        while longest > self.total_steps and self._schedule_epoch(self.step, longest) < floor:
             longest -= 1
         return max(self.total_steps, longest)
 
