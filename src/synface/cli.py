@@ -592,11 +592,17 @@ def ab(
     workers: int = typer.Option(2, min=1),
     sheet: Optional[Path] = typer.Option(None, help="Only draw a PNG: a row of the same faces per generator lever."),
     render: bool = typer.Option(False, "--render", help="Only re-render STEM.md (and real_baseline.md) from STEM.json."),
+    gpu_row: Optional[list[Path]] = typer.Option(None, "--gpu-row", help="Only add the GPU-scale row to STEM.json from "
+                                                 "benchmarks/gpu_scale.sh's records: one seed<k> folder per seed."),
 ) -> None:
     """Controlled A/B of generator / training options at the demo budget: LFW per lever and seed."""
-    from synface.experiments.ab import lever_sheet, load_lever, rerender, run_ab
+    from synface.experiments.ab import add_gpu_row, lever_sheet, load_lever, rerender, run_ab
 
     try:
+        if gpu_row:
+            row = add_gpu_row(report, gpu_row)
+            console.print(f"{row['lever']} (gpu): LFW {100 * row['lfw_mean']:.2f} %; report: {report.with_suffix('.md')}")
+            return
         if render:
             rerender(report)
             console.print(f"report: {report.with_suffix('.md')}")

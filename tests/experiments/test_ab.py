@@ -147,6 +147,21 @@ def test_a_new_default_says_why_it_won_over_the_earlier_defaults():
     assert "Worse, outside the spread: baseline" in text
 
 
+def test_the_default_is_weighed_against_the_baseline_on_its_own_faces():
+    """When the default was re-measured on another basis, the earlier defaults it is weighed
+    against are the baseline measured on that same basis (a kept earlier row), not the
+    current baseline row of other faces."""
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.7757, "lfw_std": 0.0019, "generator": "g basis=b"},
+            {"lever": "aug_occlusion", "data": "synthetic", "lfw_mean": 0.7803, "lfw_std": 0.0068,
+             "generator": "g basis=a"},
+            {"lever": "baseline [basis=a]", "earlier_of": "baseline", "data": "synthetic", "lfw_mean": 0.7727,
+             "lfw_std": 0.0078, "generator": "g basis=a"}]
+    text = ab.default_decision({"rows": rows, "default": "aug_occlusion"})
+    assert "earlier defaults (**baseline [basis=a]**, 77.27 ± 0.78 %)" in text and "+0.76 points" in text
+    alone = ab.default_decision({"rows": rows[:2], "default": "aug_occlusion"})
+    assert "earlier defaults" not in alone  # no baseline on its faces: nothing to weigh
+
+
 def test_rows_of_different_appearance_bases_are_named_as_not_comparable():
     rows = [{"lever": "a", "generator": "hair basis=111"}, {"lever": "b", "generator": "hair basis=222 alignment=mtcnn"},
             {"lever": "c", "generator": "hair basis=111"}, {"lever": "real", "generator": "real:celeba-299"}]
@@ -224,3 +239,45 @@ def test_how_far_says_whether_distinct_people_went_with_lfw():
     trained = along + [{**row("aug", 0.70, 0.16), "train": {"augment.erasing": 0.3}}]
     assert "across the 3 synthetic rows that change only the generator" in ab.how_far(
         {"rows": trained, "default": "baseline"}).lower()  # a training lever keeps the people
+
+
+def _gpu_records(folder, seed: int, accuracy: float):
+    """What benchmarks/gpu_scale.sh leaves for one seed: the shapes of its real records."""
+    folder.mkdir(parents=True)
+    (folder / "lfw.json").write_text(json.dumps({"accuracy_mean": accuracy, "accuracy_std": 0.015, "auc": 0.88}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "steps": 1170, "epochs": 6.0, "synthetic_classes": 2000, "synthetic_images": 100000,
+        "train_seconds": 150.0 + seed, "train_img_per_s": 5000.0 + seed,
+        "runtime": {"precision": "bf16", "host": {"gpu": "NVIDIA H200"}}}))
+    if seed == 0:
+        (folder / "config.yaml").write_text("backbone: lresnet50e_ir\ninput_size: 112x96\nbatch_size: 512\n")
+        (folder / "generate.json").write_text(json.dumps({"spec": "syn_2k_50_im", "generate_s": 66}))
+    return folder
+
+
+def test_the_gpu_row_joins_the_report_apart_from_the_ab_rows(tmp_path):
+    rows = [{"lever": "baseline", "description": "", "spec": {}, "train": {}, "lfw_mean": 0.77, "lfw_std": 0.01,
+             "lfw_per_seed": [0.76, 0.78], "seeds": [0, 1], "data": "synthetic", "faces_per_s": 200.0, "steps": 276,
+             "images": 6000, "dlib": None, "generator": "g basis=a", "precision": ["bf16"],
+             "command": "synface ab baseline --seeds 0,1"}]
+    budget = {"default": "baseline", "base_spec": "demo", "budget": {}, "seeds": [0, 1]}
+    (tmp_path / "t.json").write_text(json.dumps({"rows": rows, **budget}))
+    seeds = [_gpu_records(tmp_path / "gpu" / "seed0", 0, 0.81), _gpu_records(tmp_path / "gpu" / "seed1", 1, 0.80)]
+    row = ab.add_gpu_row(tmp_path / "t", seeds)
+    assert row["scale"] == "gpu" and row["seeds"] == [0, 1] and abs(row["lfw_mean"] - 0.805) < 1e-9
+    assert "2000 identities, 100000 images; lresnet50e_ir at 112x96" in row["budget"] and "6 epochs" in row["budget"]
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert [r["lever"] for r in report["rows"]] == ["baseline"], "never an A/B row"
+    text = (tmp_path / "t.md").read_text()
+    assert "| **gpu_defaults_syn_2k_50_im** | gpu | 81.00, 80.00 | 80.50 ± 0.71 |" in text
+    assert "Today's defaults equal **baseline** (77.00" in text  # the A/B verdicts ignore the gpu row
+    ab.add_gpu_row(tmp_path / "t", seeds)  # again: replaced, not listed twice
+    assert len(json.loads((tmp_path / "t.json").read_text())["gpu_rows"]) == 1
+    # a later A/B keeps the gpu row
+    merged = ab.merge_earlier_rows({"rows": rows, **budget, "default": None}, tmp_path / "t.json")
+    assert merged["gpu_rows"][0]["lever"] == "gpu_defaults_syn_2k_50_im"
+    with pytest.raises(ConfigError, match="named seed<k>"):
+        ab.gpu_row([tmp_path / "gpu"])
+    (seeds[1] / "lfw.json").unlink()
+    with pytest.raises(ab.DataNotFoundError, match=r"seed1: no lfw\.json"):
+        ab.gpu_row(seeds)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from synface.config import ConfigError, from_dict
-from synface.train.augment import RandomDownscale, augment, build_augmentation
+from synface.train.augment import RandomConvolution, RandomDownscale, augment, build_augmentation
 from synface.train.config import AugmentConfig
 
-FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing")
+FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv")
 
 
 def faces(n: int = 8) -> torch.Tensor:
@@ -50,6 +50,26 @@ def test_downscale_at_full_scale_is_the_identity_and_respects_p():
     assert torch.equal(RandomDownscale((0.3, 0.5), p=0.0)(x), x)
 
 
+def test_random_convolution_keeps_each_images_level_and_respects_p():
+    x = faces(6)
+    torch.manual_seed(0)
+    out = RandomConvolution((3, 5), p=1.0)(x)
+    # Filtered and rescaled to the image's own mean and spread, then blended with it.
+    torch.testing.assert_close(out.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-5, rtol=0)
+    assert (out - x).abs().amax((1, 2, 3)).min() > 0.01, "every image was filtered"
+    assert torch.equal(RandomConvolution((3,), p=0.0)(x), x)
+
+
+def test_random_convolution_of_size_one_only_remixes_colours():
+    """k = 1 mixes each pixel's channels and no neighbours: a flat image stays flat."""
+    flat = torch.full((2, 3, 56, 48), 0.2) + torch.tensor([0.0, 0.3, 0.5]).view(1, 3, 1, 1)
+    flat[:, :, :, 24:] += 0.2  # and two flat halves stay two flat halves
+    torch.manual_seed(3)
+    out = RandomConvolution((1,), p=1.0)(flat)
+    for half in (out[..., :24], out[..., 24:]):
+        assert float(half.std((2, 3)).max()) < 1e-5
+
+
 def test_new_families_are_off_by_default():
     default = AugmentConfig()
     assert all(getattr(default, f) == 0.0 for f in FAMILIES)
@@ -62,3 +82,5 @@ def test_bad_augmentation_values_name_their_key():
         from_dict(AugmentConfig, {"jpeg": 1.5}, "augment")
     with pytest.raises(ConfigError, match="downscale_range"):
         from_dict(AugmentConfig, {"downscale_range": [0.9, 0.3]}, "augment")
+    with pytest.raises(ConfigError, match="random_conv_kernels"):
+        from_dict(AugmentConfig, {"random_conv_kernels": [3, 4]}, "augment")

@@ -117,6 +117,24 @@ def test_config_and_data_errors_are_clear(tiny_synthetic, tiny_real, tmp_path):
         Trainer(config(), _copy(tiny_real, tmp_path), tmp_path / "x", real=tiny_real, progress=False)
     with pytest.raises(ConfigError, match="must divide"):
         Trainer(config(batch_size=8, micro_batches=3), tiny_synthetic, tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match=r"mixstyle.layers: no module stem"):
+        Trainer(config(**{"mixstyle.p": 0.5, "mixstyle.layers": ["stem"]}), tiny_synthetic, tmp_path / "x",
+                progress=False)
+
+
+def test_mixstyle_changes_training_and_its_run_still_resumes_exactly(tiny_synthetic, tmp_path):
+    mixed = config(**{"mixstyle.p": 1.0})
+    plain = Trainer(config(), tiny_synthetic, tmp_path / "plain", progress=False)
+    plain.run(stop_at_step=3)
+    whole = Trainer(mixed, tiny_synthetic, tmp_path / "whole", progress=False)
+    whole.run(stop_at_step=6)
+    assert [h["loss"] for h in whole.history][:3] != [h["loss"] for h in plain.history]
+    first = Trainer(mixed, tiny_synthetic, tmp_path / "split", progress=False)
+    first.run(stop_at_step=3)
+    second = Trainer(mixed, tiny_synthetic, tmp_path / "split", progress=False)
+    second.run(resume=True, stop_at_step=6)
+    a, b = params(whole), params(second)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the mixing draws are part of the checkpointed RNG"
 
 
 def _copy(path, tmp_path):

@@ -33,10 +33,45 @@ class RandomDownscale(nn.Module):
         return out
 
 
+class RandomConvolution(nn.Module):
+    """With probability ``p`` per image: filter it with a random ``k`` x ``k`` convolution
+    that mixes the three channels (``k`` drawn per batch from ``kernel_sizes``, weights
+    N(0, 1 / (3 k^2)) per image), bring the result to the image's own mean and standard
+    deviation, and blend it with the image by a weight drawn from U(0, 1).
+
+    RandConv (Xu et al., ICLR 2021): random local texture and colour filters that keep the
+    shapes, so a network cannot lean on a rendering's surface statistics; the rescaling keeps
+    the output inside the [0, 1] range instead of clipping most of it away."""
+
+    def __init__(self, kernel_sizes: tuple[int, ...], p: float) -> None:
+        super().__init__()
+        self.kernel_sizes, self.p = tuple(kernel_sizes), p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        chosen = torch.nonzero(torch.rand(n) < self.p).flatten()
+        k = self.kernel_sizes[int(torch.randint(len(self.kernel_sizes), ()))]
+        # Drawn on the CPU whatever the device, so a seed gives the same filters everywhere.
+        weight = torch.randn(len(chosen) * c, c, k, k) / (c * k * k) ** 0.5
+        alpha = torch.rand(len(chosen), 1, 1, 1)
+        if len(chosen) == 0:
+            return x
+        images = x[chosen.to(x.device)]
+        padded = nn.functional.pad(images.reshape(1, -1, h, w), (k // 2,) * 4, mode="reflect")
+        filtered = nn.functional.conv2d(padded, weight.to(x), groups=len(chosen)).reshape(images.shape)
+        dims = (1, 2, 3)
+        filtered = (filtered - filtered.mean(dims, keepdim=True)) / (filtered.std(dims, keepdim=True) + 1e-6)
+        filtered = filtered * images.std(dims, keepdim=True) + images.mean(dims, keepdim=True)
+        alpha = alpha.to(x)
+        out = x.clone()
+        out[chosen.to(x.device)] = alpha * images + (1 - alpha) * filtered
+        return out
+
+
 def build_augmentation(config: AugmentConfig) -> nn.Module | None:
     """The enabled transforms in a fixed order: geometry, colour, resolution and blur,
-    compression, noise, occlusion, grayscale (the order of the original four is kept, so
-    their draws do not change when the new families are off)."""
+    compression, noise, occlusion, grayscale, random convolution (the order of the original
+    four is kept, so their draws do not change when the new families are off)."""
     import kornia.augmentation as K
 
     parts: list[nn.Module] = []
@@ -68,6 +103,8 @@ def build_augmentation(config: AugmentConfig) -> nn.Module | None:
         parts.append(K.RandomErasing(scale=config.erasing_scale, p=config.erasing))
     if config.grayscale > 0:
         parts.append(K.RandomGrayscale(p=config.grayscale))
+    if config.random_conv > 0:
+        parts.append(RandomConvolution(config.random_conv_kernels, config.random_conv))
     return K.AugmentationSequential(*parts) if parts else None
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synface.config import ConfigError, from_dict, load_yaml
+from synface.config import ADDED_OPTION, ConfigError, from_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.models.heads import MarginConfig
+from synface.models.mixstyle import MixStyleConfig
 from synface.paths import config_dir
 from synface.runtime import check_setting, parse_precision
 
@@ -71,10 +72,13 @@ class AugmentConfig:
     noise_std: float = 0.03  # of the [0, 1] range
     erasing: float = 0.0
     erasing_scale: tuple[float, float] = (0.02, 0.15)  # fraction of the image area
+    random_conv: float = field(default=0.0, metadata=ADDED_OPTION)  # random texture / colour filters (RandConv)
+    # odd sizes, in pixels of the network input
+    random_conv_kernels: tuple[int, ...] = field(default=(1, 3, 5, 7), metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         for name in ("flip", "color_jitter", "motion_blur", "grayscale", "affine", "gamma", "white_balance",
-                     "downscale", "gaussian_blur", "jpeg", "noise", "erasing"):
+                     "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], got {value}")
@@ -85,6 +89,8 @@ class AugmentConfig:
         if not 0.0 < self.downscale_range[1] <= 1.0 or self.jpeg_quality[1] > 100 or self.erasing_scale[1] >= 1.0:
             raise ValueError("augment: downscale_range within (0, 1], jpeg_quality within (0, 100], "
                              "erasing_scale below 1")
+        if not self.random_conv_kernels or any(k < 1 or k % 2 == 0 for k in self.random_conv_kernels):
+            raise ValueError(f"augment.random_conv_kernels must be odd sizes >= 1, got {list(self.random_conv_kernels)}")
 
 
 @dataclass
@@ -110,6 +116,7 @@ class TrainConfig:
     head: MarginConfig = field(default_factory=MarginConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mixstyle: MixStyleConfig = field(default_factory=MixStyleConfig, metadata=ADDED_OPTION)
     domain_mixup: str | list[float] = "full"  # psi grid when --real is given: linspace(0, 1, 21)
     # Runtime settings (synface.runtime): ``auto`` is resolved for the machine when the run
     # starts (precision from its bf16 support, compile from its ISA and the run's length);

@@ -36,6 +36,7 @@ from synface.generate.mixup import phi_grid
 from synface.models.backbones import get_backbone
 from synface.models.checkpoint import backbone_spec
 from synface.models.heads import MarginHead, soft_margin_loss
+from synface.models.mixstyle import attach_mixstyle
 from synface.runtime import RuntimePlan, plan_runtime, precision_dtype, resolve_device, time_steps
 from synface.train.augment import augment, build_augmentation
 from synface.train.config import TrainConfig
@@ -239,6 +240,10 @@ class Trainer:
         c, plan = self.config, self.runtime
         torch.manual_seed(c.seed)
         backbone = get_backbone(c.backbone, self.input_size, c.embedding_size)
+        try:
+            attach_mixstyle(backbone, c.mixstyle)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         syn_classes = self.syn.num_classes
         real_classes = self.real.num_classes if self.real is not None else 0
         head = MarginHead(c.embedding_size, syn_classes + real_classes, c.head)
@@ -521,7 +526,7 @@ class Trainer:
             syncing = self.ddp is None or m == c.micro_batches - 1
             context = self.ddp.no_sync() if not syncing else contextlib.nullcontext()
             with context:
-                with self.runtime.autocast():
+                with self.runtime.autocast(), self._forward_rng(stream_seed(c.seed, 7, step, chunk)):
                     loss = self.forward(x, syn.to(self.device), real, psi)
                 self.scaler.scale(loss / c.micro_batches).backward()
             total += float(loss.detach()) / c.micro_batches
@@ -531,6 +536,18 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    @contextlib.contextmanager
+    def _forward_rng(self, seed: int):
+        """Random draws inside the forward pass (MixStyle) from a stream seeded per step and
+        chunk, as augmentation's are: the global RNG is also drawn on by data loaders, which a
+        resumed run creates at another point, so it would not repeat an uninterrupted run."""
+        if self.config.mixstyle.p == 0:
+            yield
+            return
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
 
     def _fit_to_budget(self, since: tuple[float, int], deadline: float, validating: bool) -> None:
         """Shrink the run to the steps that fit before ``deadline`` at the rate measured
