@@ -278,6 +278,9 @@ def test_the_gpu_row_joins_the_report_apart_from_the_ab_rows(tmp_path):
     assert merged["gpu_rows"][0]["lever"] == "gpu_defaults_syn_2k_50_im"
     with pytest.raises(ConfigError, match="named seed<k>"):
         ab.gpu_row([tmp_path / "gpu"])
+    (seeds[1] / "lfw.json").write_text("{\"auc\": 0.5}")
+    with pytest.raises(ab.SynfaceError, match=r"seed1/lfw\.json: not a lfw\.json"):
+        ab.gpu_row(seeds)
     (seeds[1] / "lfw.json").unlink()
     with pytest.raises(ab.DataNotFoundError, match=r"seed1: no lfw\.json"):
         ab.gpu_row(seeds)

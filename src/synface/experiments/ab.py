@@ -396,8 +396,13 @@ def gpu_row(seed_dirs: list[Path]) -> dict:
         if missing:
             raise DataNotFoundError(f"{folder}: no {', '.join(missing)} (benchmarks/gpu_scale.sh writes them)")
         seeds.append(int(digits))
-        lfw.append(json.loads((folder / "lfw.json").read_text()))
-        metrics.append(json.loads((folder / "metrics.json").read_text()))
+        for name, into in (("lfw.json", lfw), ("metrics.json", metrics)):
+            try:
+                record = json.loads((folder / name).read_text())
+                record["accuracy_mean" if name == "lfw.json" else "steps"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SynfaceError(f"{folder / name}: not a {name} of benchmarks/gpu_scale.sh ({exc!r})") from None
+            into.append(record)
     first = Path(seed_dirs[0])
     config = load_yaml(first / "config.yaml") if (first / "config.yaml").is_file() else {}
     generated = json.loads((first / "generate.json").read_text()) if (first / "generate.json").is_file() else {}

@@ -1,7 +1,7 @@
 """The training loop: margin softmax with identity-mixup soft labels and domain mixup.
 
 Every random choice is a function of (seed, step, chunk): the data order of an epoch, the
-real-data stream, each global batch's domain-mixup ratio ψ and each chunk's augmentation.
+real-data stream, each global batch's domain-mixup ratio ψ, each chunk's augmentation and MixStyle draws.
 So a run resumed from a checkpoint continues exactly, and P processes × M micro-batches
 see the same chunks as one process with P·M micro-batches (what the DDP test checks).
 
