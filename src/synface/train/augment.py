@@ -56,15 +56,15 @@ class RandomConvolution(nn.Module):
         alpha = torch.rand(len(chosen), 1, 1, 1)
         if len(chosen) == 0:
             return x
-        images = x[chosen.to(x.device)]
+        index, alpha = chosen.to(x.device), alpha.to(x)
+        images = x[index]
         padded = nn.functional.pad(images.reshape(1, -1, h, w), (k // 2,) * 4, mode="reflect")
         filtered = nn.functional.conv2d(padded, weight.to(x), groups=len(chosen)).reshape(images.shape)
         dims = (1, 2, 3)
         filtered = (filtered - filtered.mean(dims, keepdim=True)) / (filtered.std(dims, keepdim=True) + 1e-6)
         filtered = filtered * images.std(dims, keepdim=True) + images.mean(dims, keepdim=True)
-        alpha = alpha.to(x)
         out = x.clone()
-        out[chosen.to(x.device)] = alpha * images + (1 - alpha) * filtered
+        out[index] = alpha * images + (1 - alpha) * filtered
         return out
 
 
