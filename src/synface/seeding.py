@@ -11,7 +11,7 @@ import numpy as np
 
 NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5,
               "hair_donor": 6, "refiner": 7}
-_IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM = 0, 1, 2
+_IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM, _PHOTO_STREAM = 0, 1, 2, 3
 
 
 def namespace_id(namespace: str | int) -> int:
@@ -40,4 +40,12 @@ def hair_rng(seed: int, namespace: str | int, identity: int, sample: int) -> np.
     from the attribute stream so that turning haircut changes on moves no other draw."""
     return np.random.Generator(
         np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _HAIR_STREAM, sample]))
+    )
+
+
+def photo_variation_rng(seed: int, namespace: str | int, identity: int, sample: int) -> np.random.Generator:
+    """The stream of one image's within-person skin variation (the photo residuals), apart
+    from the attribute stream so that turning it on moves no other draw."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _PHOTO_STREAM, sample]))
     )

@@ -65,3 +65,17 @@ def test_unknown_spec_name_lists_the_known_ones():
 
     with pytest.raises(DataNotFoundError, match="unknown dataset spec 'syn_7k'.*syn_10k_50"):
         load_spec("syn_7k")
+
+
+def test_the_appearance_prior_is_checked_and_written_only_when_set():
+    from synface.datasets.build import generator_config
+    from synface.datasets.spec import DatasetSpec
+
+    plain = DatasetSpec(name="p", identities=2, samples=2)
+    blend = DatasetSpec(name="p", identities=2, samples=2, appearance_prior="blend3")
+    assert "appearance_prior" not in plain.to_yaml() and "appearance_prior: blend3" in blend.to_yaml()
+    assert generator_config(blend).appearance_prior == "blend3"
+    with pytest.raises(ValueError, match="unknown appearance_prior 'blend7'"):
+        DatasetSpec(name="p", identities=2, samples=2, appearance_prior="blend7")
+    with pytest.raises(ValueError, match="needs a learned appearance"):
+        DatasetSpec(name="p", identities=2, samples=2, appearance="procedural", appearance_prior="blend2")

@@ -12,7 +12,7 @@ from synface.errors import DataNotFoundError, SynfaceError
 from synface.facemodel.latents import canonical_illumination, lighting_sh
 from synface.facemodel.basis import LearnedBasis, StaleBasisError
 from synface.facemodel.basis_builder import TexelMap, Unwrapper, build_learned_appearance, pca, reconstruction_error
-from synface.facemodel.learned import build_appearance
+from synface.facemodel.learned import build_appearance, learned_prior
 from synface.facemodel.pose import rotation_matrices
 from synface.generate.generator import FaceGenerator, GeneratorConfig
 
@@ -165,6 +165,46 @@ def test_appearance_modes_share_hair_and_mix_linearly(small_real, generator, tmp
     g = FaceGenerator(GeneratorConfig(size=(112, 96), appearance="learned", appearance_path=str(out)), model=model)
     images = g.generate([0, 0, 1], [0, 1, 0])
     assert images.shape == (3, 112, 96, 3) and not np.array_equal(images[0], images[2])
+
+
+def test_a_blend_prior_mixes_distinct_real_people_at_the_gaussian_spread():
+    people = np.random.default_rng(0).normal(size=(50, 8))
+    people = (people - people.mean(0)) / people.std(0)  # unit variance, as the basis stores them
+    blend = learned_prior("blend2", people, scale=1.25)
+    draws = np.stack([blend(np.random.default_rng(seed)) for seed in range(2000)])
+    # Same rng, same person; the spread matches the Gaussian prior's scale.
+    assert np.array_equal(blend(np.random.default_rng(7)), draws[7])
+    assert np.allclose(draws.std(0), 1.25, atol=0.1)
+    # Each draw lies in the span of exactly 2 distinct real people (a convex blend, renormalised).
+    rng = np.random.default_rng(3)
+    chosen = rng.choice(len(people), 2, replace=False)
+    weights = rng.dirichlet([2.0, 2.0])
+    expected = 1.25 * (weights @ people[chosen]) / np.sqrt(np.sum(weights**2))
+    assert np.allclose(blend(np.random.default_rng(3)), expected)
+    gaussian = learned_prior("gaussian", people, scale=1.25)
+    assert np.abs(gaussian(np.random.default_rng(1))).max() <= 2.5 * 1.25
+    with pytest.raises(SynfaceError, match="unknown appearance prior 'blend9'"):
+        learned_prior("blend9", people, 1.0)
+    with pytest.raises(SynfaceError, match="blends 3 people; the basis has 2"):
+        learned_prior("blend3", people[:2], 1.0)
+
+
+def test_the_blend_prior_renders_other_people_and_names_itself_in_the_signature(small_real, generator, tmp_path):
+    from synface.generate.generator import generator_signature
+
+    root, _, _ = small_real
+    out = tmp_path / "basis.npz"
+    build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
+    configs = [GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(out), appearance_prior=p)
+               for p in ("gaussian", "blend2")]
+    gaussian, blend = (FaceGenerator(c, model=generator.model) for c in configs)
+    assert "prior=blend2" in generator_signature(configs[1]) and "prior" not in generator_signature(configs[0])
+    # The shape is drawn first, as before; the appearance comes from the blend prior.
+    a, b = gaussian.identity(4), blend.identity(4)
+    assert np.array_equal(a[0], b[0]) and not np.array_equal(a[1][:3], b[1][:3])
+    assert np.array_equal(blend.generate([4], [0]), blend.generate([4], [0]))
+    with pytest.raises(SynfaceError, match="'procedural' has none"):
+        build_appearance(generator.model, "procedural", prior="blend2")
 
 
 def test_missing_or_unknown_appearance_is_a_clear_error(generator, tmp_path):

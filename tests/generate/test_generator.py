@@ -240,6 +240,29 @@ def test_hair_change_swaps_only_hair_and_leaves_every_other_draw(generator, data
         SamplerConfig(hair_change=1.5)
 
 
+def test_photo_variation_changes_each_photos_skin_and_no_other_draw(generator, data_root):
+    varied = FaceGenerator(GeneratorConfig(size=(112, 96), sampler=SamplerConfig(photo_variation=1.0)))
+    ids, samples = [2, 2, 2, 9], [0, 1, 2, 0]
+    plain, own = generator.latents(ids, samples), varied.latents(ids, samples)
+    residual = varied.residual_columns
+    width = plain.appearance.shape[1]
+    # The basis's residual components, appended after the rest.
+    assert len(residual) >= 2 and residual == list(range(width, width + len(residual)))
+    assert np.array_equal(plain.appearance, own.appearance[:, :width])
+    assert len({own.appearance[i, residual].tobytes() for i in range(3)}) == 3  # its own per photo
+    assert 0.5 < own.appearance[:, residual].std() < 1.5
+    for name in ("shape", "expression", "pose", "illumination", "background"):
+        assert np.array_equal(getattr(plain, name), getattr(own, name))
+    # The residuals change the skin's pixels, not where the face is; the same draw, the same bytes.
+    images, base = varied.render(own), generator.render(plain)
+    changed = np.abs(images.astype(int) - base).mean(axis=(1, 2, 3))
+    assert np.all(changed > 0.5) and np.array_equal(images, varied.render(varied.latents(ids, samples)))
+    with pytest.raises(SynfaceError, match="photo_variation needs the learned basis's photo residuals"):
+        generator.latents(ids, samples, sampler=SamplerConfig(photo_variation=0.5))
+    with pytest.raises(ValueError, match="photo_variation is a spread"):
+        SamplerConfig(photo_variation=-1.0)
+
+
 def test_mtcnn_alignment_puts_the_detected_points_on_the_template(generator, data_root):
     from synface.faces.mtcnn import MTCNN
 

@@ -17,7 +17,7 @@ import numpy as np
 from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.facemodel.latents import SamplerConfig
-from synface.facemodel.learned import APPEARANCE_MODES, DEFAULT_APPEARANCE
+from synface.facemodel.learned import APPEARANCE_MODES, APPEARANCE_PRIORS, DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR
 from synface.faces.align import RENDER_ALIGNMENTS
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
@@ -52,6 +52,8 @@ class DatasetSpec:
     mixup: str | list[float] = "none"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
+    # gaussian | blend2 | blend3: how a person's learned coefficients are drawn (facemodel/learned.py)
+    appearance_prior: str = field(default=DEFAULT_APPEARANCE_PRIOR, metadata=ADDED_OPTION)
     background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural
     alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
     refiner: str = field(default="", metadata=ADDED_OPTION)  # weights of a realism refiner ("": none)
@@ -75,6 +77,13 @@ class DatasetSpec:
         namespace_id(self.namespace)
         if self.appearance not in APPEARANCE_MODES:
             raise ValueError(f"unknown appearance {self.appearance!r}; choose from {', '.join(APPEARANCE_MODES)}")
+        if self.appearance_prior not in APPEARANCE_PRIORS:
+            raise ValueError(f"unknown appearance_prior {self.appearance_prior!r}; choose from {', '.join(APPEARANCE_PRIORS)}")
+        if self.appearance == "procedural" and self.appearance_prior != DEFAULT_APPEARANCE_PRIOR:
+            raise ValueError(f"appearance_prior {self.appearance_prior!r} needs a learned appearance, not 'procedural'")
+        if self.appearance == "procedural" and self.sampler.photo_variation > 0:
+            raise ValueError("sampler.photo_variation adds the learned basis's photo residuals; "
+                             "appearance 'procedural' has none")
         if self.background not in BACKGROUND_STYLES:
             raise ValueError(f"unknown background {self.background!r}; choose from {', '.join(BACKGROUND_STYLES)}")
         if self.alignment not in RENDER_ALIGNMENTS:

@@ -54,6 +54,7 @@ class LearnedBasis:
     train_coefficients: np.ndarray  # (N, K)
     train_identities: np.ndarray
     variance: np.ndarray
+    residual_basis: np.ndarray  # (R, T*3): within-person variation of single photos, coefficient ~ N(0, 1)
 
     @classmethod
     def load(cls, path: str | Path, mesh: RenderMesh, size: tuple[int, int]) -> LearnedBasis:
@@ -66,7 +67,8 @@ class LearnedBasis:
                 if not _matches(z, mesh, size):
                     raise StaleBasisError(f"{path} was built for another mesh or format; rebuild it: {hint}")
                 return cls(z["texels"], z["mean"].astype(np.float64), z["basis"].astype(np.float64),
-                           z["train_coefficients"], z["train_identities"], z["variance"])
+                           z["train_coefficients"], z["train_identities"], z["variance"],
+                           z["residual_basis"].astype(np.float64))
         except (KeyError, ValueError, OSError, EOFError) as exc:
             raise SynfaceError(f"{path} is not a readable appearance basis ({exc}); {hint}") from exc
 

@@ -77,8 +77,15 @@ class SamplerConfig:
     # Probability that an image shows another haircut: the hair colour and volume of a random
     # other person (namespace hair_donor), as the same person's photos taken years apart do.
     hair_change: float = field(default=0.0, metadata=ADDED_OPTION)
+    # Per image, how much of real photos' within-person skin variation to add: coefficients
+    # ~ N(0, photo_variation²) on the learned basis's residual components (what one photo of
+    # a person shows beyond their average texture: make-up, flush, stubble, light the SH fit
+    # missed). 0 = off; 1 = as much as one celeba-299 photo shows. Needs a learned appearance.
+    photo_variation: float = field(default=0.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
+        if self.photo_variation < 0:
+            raise ValueError(f"photo_variation is a spread >= 0, got {self.photo_variation}")
         if not 0.0 <= self.hair_change <= 1.0:
             raise ValueError(f"hair_change is a probability in [0, 1], got {self.hair_change}")
         if self.illumination_prior not in ILLUMINATION_PRIORS:

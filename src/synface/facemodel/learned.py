@@ -4,6 +4,7 @@ with a progress bar), ``build_appearance`` turns a mode into the linear albedo m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,13 @@ from synface.facemodel.model import FaceModel
 from synface.paths import data_path
 
 APPEARANCE_MODES = ("procedural", "learned", "both")
+# How a new person's learned coefficients are drawn: "gaussian", N(0, scale²) per component;
+# "blendK", a random convex blend of K of the basis's real people (Dirichlet(2) weights),
+# renormalised to unit variance and times ``scale``. Independent Gaussian components mix
+# traits that real faces keep apart (stubble with eye make-up, one skin tone's cheeks with
+# another's brow): a blend stays near the people the basis was learned from.
+APPEARANCE_PRIORS = ("gaussian", "blend2", "blend3")
+DEFAULT_APPEARANCE_PRIOR = "gaussian"
 # The default, chosen by LFW accuracy at equal training budget (reports/appearance_ab.md).
 DEFAULT_APPEARANCE = "learned"
 # What photos of faces cannot teach, kept from the procedural model in ``learned`` mode: hair
@@ -50,16 +58,32 @@ def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None)
     return path
 
 
-def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Path | None = None, scale: float = 1.0):
+PHOTO_RESIDUAL = "photo_residual_"  # name prefix of the within-person residual components
+
+
+def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Path | None = None, scale: float = 1.0,
+                     prior: str = DEFAULT_APPEARANCE_PRIOR, photo_residuals: bool = False):
     """The generator's appearance model for ``mode``:
 
     - ``procedural``: the hand-built basis of ``appearance.py``;
     - ``learned``: the learned skin texture (mean + PCA, coefficients ~ N(0, scale²)
       truncated at 2.5 scale) with the procedural hair, eyes, hair volume and shine;
     - ``both``: the learned skin texture with every procedural component on top (skin-tone
-      shifts, brows, facial hair, tints...)."""
+      shifts, brows, facial hair, tints...).
+
+    ``prior`` (APPEARANCE_PRIORS) is how the learned coefficients are drawn. With
+    ``photo_residuals`` the basis's within-person residual components come last (names
+    ``photo_residual_i``, coefficient ~ N(0, 1) per photo); the identity prior leaves them at
+    0, for the generator to set per image."""
     if mode not in APPEARANCE_MODES:
         raise SynfaceError(f"unknown appearance mode {mode!r}; choose from {', '.join(APPEARANCE_MODES)}")
+    check_appearance_prior(prior)
+    if mode == "procedural" and prior != DEFAULT_APPEARANCE_PRIOR:
+        raise SynfaceError(f"appearance prior {prior!r} draws learned coefficients; appearance mode "
+                           f"'procedural' has none (use learned or both)")
+    if mode == "procedural" and photo_residuals:
+        raise SynfaceError("photo residuals are learned from photos; appearance mode 'procedural' has none "
+                           "(use learned or both)")
     procedural = build_procedural_appearance(model)
     if mode == "procedural":
         return procedural
@@ -78,27 +102,66 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     gain = float(luminance(SKIN) / luminance(learned_skin.mean(0)))
     mean = procedural.mean.numpy().reshape(-1, 3).copy()
     mean[learned.texels] = gain * learned.mean.reshape(-1, 3)
-    learned_rows = np.zeros((k, h * w, 3))
-    learned_rows[:, learned.texels] = gain * learned.basis.reshape(k, -1, 3)
-    # Uncovered texels copy their nearest covered one (bilinear sampling at island edges).
     _, _, covered = texel_surface(mesh, procedural.size)
+
+    def atlas_rows(rows: np.ndarray) -> np.ndarray:
+        """Basis rows over the learned texels -> rows over the whole atlas, at the skin gain;
+        uncovered texels copy their nearest covered one (bilinear sampling at island edges)."""
+        out = np.zeros((len(rows), h * w, 3))
+        out[:, learned.texels] = gain * rows.reshape(len(rows), -1, 3)
+        return fill_uncovered(out.reshape(len(rows), h, w, 3), covered).reshape(len(rows), -1)
+
     mean = fill_uncovered(mean.reshape(h, w, 3), covered).reshape(-1, 3)
-    learned_rows = fill_uncovered(learned_rows.reshape(k, h, w, 3), covered).reshape(k, -1, 3)
+    learned_rows = atlas_rows(learned.basis)
     # Painted hair covers the learned skin, not the procedural one.
     procedural = build_procedural_appearance(model, base=mean)
 
-    basis = np.concatenate([learned_rows.reshape(k, -1), procedural.basis.numpy()[keep_index]])
+    rows = [learned_rows, procedural.basis.numpy()[keep_index]]
+    names = [f"learned_{i}" for i in range(k)] + keep
+    if photo_residuals:
+        rows.append(atlas_rows(learned.residual_basis))
+        names += [f"{PHOTO_RESIDUAL}{i}" for i in range(len(learned.residual_basis))]
+    basis = np.concatenate(rows)
+    unset = np.zeros(len(names) - k - len(keep_index))
     prior_procedural = procedural.prior
 
-    def prior(rng: np.random.Generator) -> np.ndarray:
-        learned_part = truncated_normal(rng, scale, 2.5 * scale, k)
-        return np.concatenate([learned_part, prior_procedural(rng)[keep_index]]).astype(np.float32)
+    draw_learned = learned_prior(prior, learned.train_coefficients, scale)
+
+    def prior_of_one(rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate([draw_learned(rng), prior_procedural(rng)[keep_index], unset]).astype(np.float32)
 
     return LinearAppearance(
         mean=torch.from_numpy(mean.reshape(-1)),
         basis=torch.from_numpy(basis),
-        names=[f"learned_{i}" for i in range(k)] + keep,
+        names=names,
         size=procedural.size,
         skin_texels=procedural.skin_texels,
-        prior=prior,
+        prior=prior_of_one,
     )
+
+
+def check_appearance_prior(prior: str) -> None:
+    if prior not in APPEARANCE_PRIORS:
+        raise SynfaceError(f"unknown appearance prior {prior!r}; choose from {', '.join(APPEARANCE_PRIORS)}")
+
+
+def learned_prior(prior: str, people: np.ndarray, scale: float) -> Callable[[np.random.Generator], np.ndarray]:
+    """One new person's learned coefficients from ``rng``: see APPEARANCE_PRIORS. ``people``
+    (N, K) are the basis's real identities' coefficients (unit variance per component)."""
+    check_appearance_prior(prior)
+    k = people.shape[1]
+    if prior == "gaussian":
+        return lambda rng: truncated_normal(rng, scale, 2.5 * scale, k)
+    count = int(prior.removeprefix("blend"))
+    if len(people) < count:
+        raise SynfaceError(f"appearance prior {prior!r} blends {count} people; the basis has {len(people)}")
+    people = np.asarray(people, np.float64)
+
+    def blend(rng: np.random.Generator) -> np.ndarray:
+        chosen = rng.choice(len(people), count, replace=False)
+        weights = rng.dirichlet(np.full(count, 2.0))
+        # Blending independent people shrinks the spread by sqrt(sum w^2): undo it, so that
+        # ``scale`` means what it means for the Gaussian prior.
+        return scale * (weights @ people[chosen]) / np.sqrt(np.sum(weights**2))
+
+    return blend

@@ -18,7 +18,8 @@ import torch
 
 from synface.errors import SynfaceError
 from synface.facemodel.basis import basis_fingerprint, default_basis_path
-from synface.facemodel.learned import DEFAULT_APPEARANCE, build_appearance, ensure_basis
+from synface.facemodel.learned import (DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR, PHOTO_RESIDUAL, build_appearance,
+                                      ensure_basis)
 from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
@@ -28,7 +29,7 @@ from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
 from synface.generate.refiner import (DEFAULT_REFINER, default_refiner_path, ensure_refiner, load_refiner,
                                       refine_images, refiner_fingerprint)
-from synface.seeding import hair_rng, identity_rng, sample_rng
+from synface.seeding import hair_rng, identity_rng, photo_variation_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
 # resume with a different one.
@@ -64,6 +65,8 @@ class GeneratorConfig:
     # 1.25 and 77.2 % at 1.5, where some faces start to wash out to white
     # (reports/identity_richness.md).
     appearance_scale: float = 1.25
+    # How a person's learned coefficients are drawn (facemodel/learned.py: APPEARANCE_PRIORS).
+    appearance_prior: str = DEFAULT_APPEARANCE_PRIOR
     # Auto-exposure, as a camera does: the light is scaled so that the face's mean brightness
     # moves toward ``exposure`` (0..1), by the power ``exposure_strength`` (1 = all the way,
     # 0 = off). Without it dark skin under dim light renders nearly black, which no photo
@@ -125,6 +128,8 @@ def generator_signature(config: GeneratorConfig) -> str:
     else:
         signature = (f"{GENERATOR_VERSION} appearance={config.appearance} scale={config.appearance_scale} "
                      f"basis={basis_fingerprint(config.appearance_path)}")
+        if config.appearance_prior != DEFAULT_APPEARANCE_PRIOR:
+            signature += f" prior={config.appearance_prior}"
     if config.background != "procedural":
         signature += f" background={config.background}"
     if config.alignment != "exact":
@@ -145,7 +150,8 @@ class FaceGenerator:
         self.model = model or FaceModel.load(self.config.model_path)
         self.mesh = self.model.render_mesh()
         self.appearance = build_appearance(
-            self.model, self.config.appearance, self.config.appearance_path, self.config.appearance_scale
+            self.model, self.config.appearance, self.config.appearance_path, self.config.appearance_scale,
+            self.config.appearance_prior, photo_residuals=self.config.sampler.photo_variation > 0,
         )
         h, w = self.size
         s = self.config.supersample
@@ -162,6 +168,7 @@ class FaceGenerator:
         self._refiner = load_refiner(self.config.refiner) if self.config.refiner else None
         # Appearance components that are hair (painted colour and shell volume).
         self.hair_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith("hair_")]
+        self.residual_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith(PHOTO_RESIDUAL)]
         self.timings: dict[str, float] = {}
 
     def photo_lights(self, sampler: SamplerConfig) -> np.ndarray | None:
@@ -219,6 +226,8 @@ class FaceGenerator:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             if sampler.hair_change > 0:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
+            if sampler.photo_variation > 0:
+                appearance = self.with_photo_variation(appearance, sampler.photo_variation, namespace, ident, sample)
             rng = sample_rng(self.config.seed, namespace, ident, sample)
             attrs = sample_attributes(rng, self.model.exp_names, sampler, lights)
             rows.append(
@@ -251,6 +260,18 @@ class FaceGenerator:
         donor = self.identity(int(rng.integers(2**31)), "hair_donor")[1]
         out = np.array(appearance, np.float32)
         out[self.hair_columns] = donor[self.hair_columns]
+        return out
+
+    def with_photo_variation(self, appearance: np.ndarray, spread: float, namespace: str, identity: int,
+                             sample: int) -> np.ndarray:
+        """``appearance`` with this image's own within-person skin variation: the photo
+        residual coefficients drawn ~ N(0, spread²) from the image's own stream."""
+        if not self.residual_columns:
+            raise SynfaceError("photo_variation needs the learned basis's photo residuals: build the generator "
+                               "with a sampler whose photo_variation > 0 and a learned appearance")
+        rng = photo_variation_rng(self.config.seed, namespace, identity, sample)
+        out = np.array(appearance, np.float32)
+        out[self.residual_columns] = spread * rng.standard_normal(len(self.residual_columns))
         return out
 
     # ---- geometry ------------------------------------------------------------------------
