@@ -263,6 +263,38 @@ def test_photo_variation_changes_each_photos_skin_and_no_other_draw(generator, d
         SamplerConfig(photo_variation=-1.0)
 
 
+def test_glasses_paint_dark_frames_around_the_eyes_per_photo_and_move_no_other_draw(generator, data_root):
+    from synface.faces.templates import template
+
+    wearing = FaceGenerator(GeneratorConfig(size=(112, 96), sampler=SamplerConfig(glasses=1.0)))
+    some = FaceGenerator(GeneratorConfig(size=(112, 96), sampler=SamplerConfig(glasses=0.5)))
+    ids, samples = [3] * 12, list(range(12))
+    plain, own = generator.latents(ids, samples), wearing.latents(ids, samples)
+    column = wearing.glasses_column
+    assert column == plain.appearance.shape[1] and np.all(own.appearance[:, column] == 1.0)
+    assert np.array_equal(plain.appearance, own.appearance[:, :column])
+    for name in ("shape", "expression", "pose", "illumination", "background"):
+        assert np.array_equal(getattr(plain, name), getattr(own, name))
+    worn = some.latents(ids, samples).appearance[:, column]
+    assert set(worn.tolist()) == {0.0, 1.0}  # on and off between photos of one person
+    # Frontal, neutral: the frames darken a ring around each eye; the rest of the face stays.
+    plain.pose[:], plain.expression[:], own.pose[:], own.expression[:] = 0.0, 0.0, 0.0, 0.0
+    base, framed = generator.render(plain.row(0))[0], wearing.render(own.row(0))[0]
+    darker = base.astype(int).sum(-1) - framed.astype(int).sum(-1)
+    eye_left, eye_right = template((112, 96))[:2]
+    ring = np.zeros((112, 96), bool)
+    yy, xx = np.mgrid[:112, :96]
+    for x, y in (eye_left, eye_right):
+        r = np.hypot(xx - x, (yy - y) * 1.3)
+        ring |= (r > 6) & (r < 14)
+    mouth = (yy > 80) & (yy < 95) & (np.abs(xx - 48) < 15)
+    assert (darker[ring] > 150).mean() > 0.15 and np.abs(darker[mouth]).max() <= 3
+    with pytest.raises(SynfaceError, match="glasses needs the spectacles component"):
+        generator.latents(ids, samples, sampler=SamplerConfig(glasses=0.5))
+    with pytest.raises(ValueError, match="glasses is a probability"):
+        SamplerConfig(glasses=2.0)
+
+
 def test_mtcnn_alignment_puts_the_detected_points_on_the_template(generator, data_root):
     from synface.faces.mtcnn import MTCNN
 

@@ -14,7 +14,7 @@ not colours: hair volume (the hair shell's displacement, hair.py) and specular s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -135,6 +135,8 @@ class LinearAppearance:
         per_texel = lambda t: t.view(*t.shape[:-1], -1, 3)[..., self.skin_texels, :].mean(-2).numpy()  # noqa: E731
         self._skin_mean = per_texel(self.mean)
         self._skin_basis = per_texel(self.basis)
+        # Spectacles cover skin without changing its tone, which auto-exposure reads.
+        self._skin_basis[[i for i, n in enumerate(self.names) if n == GLASSES]] = 0.0
         self._mean_bytes = self.mean * 255.0 + 0.5
         self._hair_columns = [self.names.index(n) for n in HAIR_GEOMETRY]
         self._shine_column = self.names.index("skin_shine")
@@ -277,6 +279,55 @@ def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None
         skin_texels=np.flatnonzero(covered.reshape(-1) & (region == names.index("face"))),
         prior=sample_appearance,
     )
+
+
+GLASSES = "glasses"  # the name of the spectacles component (generate/generator.py adds it per image)
+
+
+def glasses_row(model: FaceModel, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H*W*3,) a texture delta that paints spectacle frames on the skin: an elliptical rim
+    around each eye, a bridge over the nose and an arm along each temple toward the ear. At
+    coefficient 1 it clamps the frame's texels to black, whoever's skin is under it (a frame
+    is not lit skin, so no skin colour should show through). Painted, not modelled: no lens,
+    no frame standing off the face, which at 56x48 to 112x96 pixels reads as spectacles."""
+    mesh: RenderMesh = model.render_mesh()
+    size = size or atlas_size()
+    pos, region, covered = texel_surface(mesh, size)
+    lm = mesh.neutral.numpy().astype(np.float64)[mesh.landmarks68]
+    skin = np.isin(region, [model.region_names.index(r) for r in ("face", "head_neck")])
+    frame = np.zeros(len(pos))
+    thickness = 0.16  # cm: a medium frame
+    for eye, (inner, outer), ear in ((lm[36:42], (39, 36), lm[0]), (lm[42:48], (42, 45), lm[16])):
+        centre = eye.mean(0)
+        a = 0.85 * np.linalg.norm(lm[outer] - lm[inner])  # lens half-width: eye width x 1.7
+        b = 0.72 * a
+        near = pos[:, 2] > centre[2] - 1.5  # the front of the face, not the surfaces behind it
+        d = np.sqrt(((pos[:, 0] - centre[0]) / a) ** 2 + ((pos[:, 1] - centre[1]) / b) ** 2)
+        frame = np.maximum(frame, falloff(np.abs(d - 1.0) * b, thickness, 0.06) * near)
+        rim_outer = centre + [np.sign(lm[outer, 0] - centre[0]) * a, 0.0, -0.3]
+        temple = np.array([ear[0], centre[1], ear[2]])
+        arm = _distance_to_polyline(pos, np.stack([rim_outer, temple]))
+        frame = np.maximum(frame, falloff(arm, thickness, 0.06) * (np.abs(pos[:, 0]) >= np.abs(rim_outer[0]) - 0.1))
+    left, right = lm[36:42].mean(0), lm[42:48].mean(0)
+    half = 0.85 * np.linalg.norm(lm[39] - lm[36])
+    bridge_y = (left[1] + right[1]) / 2 + 0.25
+    bridge = np.stack([[left[0] + np.sign(right[0] - left[0]) * half, bridge_y, lm[27, 2]],
+                       [right[0] - np.sign(right[0] - left[0]) * half, bridge_y, lm[27, 2]]])
+    frame = np.maximum(frame, falloff(_distance_to_polyline(pos, bridge), thickness, 0.06)
+                       * (pos[:, 2] > lm[27, 2] - 1.5))
+    row = (-2.0 * frame * skin)[:, None] * np.ones(3)
+    row = fill_uncovered((row * covered.reshape(-1)[:, None]).reshape(*size, 3), covered)
+    return row.reshape(-1)
+
+
+def with_components(appearance: LinearAppearance, names: list[str], rows: np.ndarray) -> LinearAppearance:
+    """``appearance`` with basis rows appended; the identity prior leaves them at 0 (their
+    coefficients are set per image)."""
+    unset = np.zeros(len(names), np.float32)
+    prior = appearance.prior
+    return replace(appearance, basis=torch.cat([appearance.basis, torch.from_numpy(np.asarray(rows, np.float64))]),
+                   names=list(appearance.names) + list(names),
+                   prior=lambda rng: np.concatenate([np.asarray(prior(rng), np.float32), unset]))
 
 
 def sample_appearance(rng: np.random.Generator) -> np.ndarray:

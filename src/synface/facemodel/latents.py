@@ -82,10 +82,15 @@ class SamplerConfig:
     # a person shows beyond their average texture: make-up, flush, stubble, light the SH fit
     # missed). 0 = off; 1 = as much as one celeba-299 photo shows. Needs a learned appearance.
     photo_variation: float = field(default=0.0, metadata=ADDED_OPTION)
+    # Probability that an image shows spectacles (dark frames painted on the skin,
+    # facemodel/appearance.py: glasses_row), decided per photo as people wear them on and off.
+    glasses: float = field(default=0.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         if self.photo_variation < 0:
             raise ValueError(f"photo_variation is a spread >= 0, got {self.photo_variation}")
+        if not 0.0 <= self.glasses <= 1.0:
+            raise ValueError(f"glasses is a probability in [0, 1], got {self.glasses}")
         if not 0.0 <= self.hair_change <= 1.0:
             raise ValueError(f"hair_change is a probability in [0, 1], got {self.hair_change}")
         if self.illumination_prior not in ILLUMINATION_PRIORS:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from synface.errors import SynfaceError
+from synface.facemodel.appearance import GLASSES, glasses_row, with_components
 from synface.facemodel.basis import basis_fingerprint, default_basis_path
 from synface.facemodel.learned import (DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR, PHOTO_RESIDUAL, build_appearance,
                                       ensure_basis)
@@ -29,7 +30,7 @@ from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
 from synface.generate.refiner import (DEFAULT_REFINER, default_refiner_path, ensure_refiner, load_refiner,
                                       refine_images, refiner_fingerprint)
-from synface.seeding import hair_rng, identity_rng, photo_variation_rng, sample_rng
+from synface.seeding import glasses_rng, hair_rng, identity_rng, photo_variation_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
 # resume with a different one.
@@ -169,6 +170,9 @@ class FaceGenerator:
         # Appearance components that are hair (painted colour and shell volume).
         self.hair_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith("hair_")]
         self.residual_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith(PHOTO_RESIDUAL)]
+        if self.config.sampler.glasses > 0:
+            self.appearance = with_components(self.appearance, [GLASSES], glasses_row(self.model, self.appearance.size)[None])
+        self.glasses_column = self.appearance.names.index(GLASSES) if GLASSES in self.appearance.names else None
         self.timings: dict[str, float] = {}
 
     def photo_lights(self, sampler: SamplerConfig) -> np.ndarray | None:
@@ -228,6 +232,8 @@ class FaceGenerator:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
             if sampler.photo_variation > 0:
                 appearance = self.with_photo_variation(appearance, sampler.photo_variation, namespace, ident, sample)
+            if sampler.glasses > 0:
+                appearance = self.maybe_add_glasses(appearance, sampler.glasses, namespace, ident, sample)
             rng = sample_rng(self.config.seed, namespace, ident, sample)
             attrs = sample_attributes(rng, self.model.exp_names, sampler, lights)
             rows.append(
@@ -272,6 +278,16 @@ class FaceGenerator:
         rng = photo_variation_rng(self.config.seed, namespace, identity, sample)
         out = np.array(appearance, np.float32)
         out[self.residual_columns] = spread * rng.standard_normal(len(self.residual_columns))
+        return out
+
+    def maybe_add_glasses(self, appearance: np.ndarray, probability: float, namespace: str, identity: int,
+                          sample: int) -> np.ndarray:
+        """``appearance`` wearing spectacles at ``probability``, decided by the image's own stream."""
+        if self.glasses_column is None:
+            raise SynfaceError("glasses needs the spectacles component: build the generator with a sampler "
+                               "whose glasses > 0")
+        out = np.array(appearance, np.float32)
+        out[self.glasses_column] = float(glasses_rng(self.config.seed, namespace, identity, sample).random() < probability)
         return out
 
     # ---- geometry ------------------------------------------------------------------------
