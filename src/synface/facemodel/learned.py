@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from synface.errors import SynfaceError
 from synface.facemodel.appearance import (
-    NON_TEXTURE, SKIN, LinearAppearance, build_procedural_appearance, fill_uncovered, texel_surface,
+    NON_TEXTURE, SKIN, LinearAppearance, build_procedural_appearance, fill_uncovered, texel_surface, with_components,
 )
 from synface.facemodel.basis import LearnedBasis, basis_is_current, default_basis_path
 from synface.facemodel.basis_builder import build_learned_appearance, luminance
@@ -116,28 +116,25 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     # Painted hair covers the learned skin, not the procedural one.
     procedural = build_procedural_appearance(model, base=mean)
 
-    rows = [learned_rows, procedural.basis.numpy()[keep_index]]
-    names = [f"learned_{i}" for i in range(k)] + keep
-    if photo_residuals:
-        rows.append(atlas_rows(learned.residual_basis))
-        names += [f"{PHOTO_RESIDUAL}{i}" for i in range(len(learned.residual_basis))]
-    basis = np.concatenate(rows)
-    unset = np.zeros(len(names) - k - len(keep_index))
+    basis = np.concatenate([learned_rows, procedural.basis.numpy()[keep_index]])
     prior_procedural = procedural.prior
-
     draw_learned = learned_prior(prior, learned.train_coefficients, scale)
 
     def prior_of_one(rng: np.random.Generator) -> np.ndarray:
-        return np.concatenate([draw_learned(rng), prior_procedural(rng)[keep_index], unset]).astype(np.float32)
+        return np.concatenate([draw_learned(rng), prior_procedural(rng)[keep_index]]).astype(np.float32)
 
-    return LinearAppearance(
+    appearance = LinearAppearance(
         mean=torch.from_numpy(mean.reshape(-1)),
         basis=torch.from_numpy(basis),
-        names=names,
+        names=[f"learned_{i}" for i in range(k)] + keep,
         size=procedural.size,
         skin_texels=procedural.skin_texels,
         prior=prior_of_one,
     )
+    if photo_residuals:
+        names = [f"{PHOTO_RESIDUAL}{i}" for i in range(len(learned.residual_basis))]
+        appearance = with_components(appearance, names, atlas_rows(learned.residual_basis))
+    return appearance
 
 
 def check_appearance_prior(prior: str) -> None:
