@@ -11,7 +11,7 @@ import numpy as np
 
 NAMESPACES = {"train": 0, "validation": 1, "syn_lfw": 2, "mixup_partner": 3, "preview": 4, "syn_lfw_partner": 5,
               "hair_donor": 6, "refiner": 7}
-_IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM, _PHOTO_STREAM, _GLASSES_STREAM = 0, 1, 2, 3, 4
+_IDENTITY_STREAM, _SAMPLE_STREAM, _HAIR_STREAM, _PHOTO_STREAM, _GLASSES_STREAM, _BACKGROUND_PHOTO_STREAM = 0, 1, 2, 3, 4, 5
 
 
 def namespace_id(namespace: str | int) -> int:
@@ -55,4 +55,11 @@ def glasses_rng(seed: int, namespace: str | int, identity: int, sample: int) -> 
     """The stream that decides whether one image shows spectacles, apart from the others."""
     return np.random.Generator(
         np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _GLASSES_STREAM, sample]))
+    )
+
+
+def background_photo_rng(seed: int, namespace: str | int, identity: int, sample: int) -> np.random.Generator:
+    """The stream that picks the real photo behind one image's head, apart from the others."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, namespace_id(namespace), identity, _BACKGROUND_PHOTO_STREAM, sample]))
     )

@@ -22,6 +22,7 @@ from synface.faces.align import RENDER_ALIGNMENTS
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
 from synface.paths import config_dir
+from synface.generate.photo_background import PHOTO_BACKGROUNDS
 from synface.render.background import BACKGROUND_STYLES
 from synface.seeding import namespace_id, sample_rng
 
@@ -54,7 +55,7 @@ class DatasetSpec:
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
     # gaussian | blend2 | blend3: how a person's learned coefficients are drawn (facemodel/learned.py)
     appearance_prior: str = field(default=DEFAULT_APPEARANCE_PRIOR, metadata=ADDED_OPTION)
-    background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural
+    background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural | photos | photos_face
     alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
     refiner: str = field(default="", metadata=ADDED_OPTION)  # weights of a realism refiner ("": none)
     seed: int = 0
@@ -84,8 +85,9 @@ class DatasetSpec:
         if self.appearance == "procedural" and self.sampler.photo_variation > 0:
             raise ValueError("sampler.photo_variation adds the learned basis's photo residuals; "
                              "appearance 'procedural' has none")
-        if self.background not in BACKGROUND_STYLES:
-            raise ValueError(f"unknown background {self.background!r}; choose from {', '.join(BACKGROUND_STYLES)}")
+        if self.background not in (*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS):
+            raise ValueError(f"unknown background {self.background!r}; choose from "
+                             f"{', '.join((*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS))}")
         if self.alignment not in RENDER_ALIGNMENTS:
             raise ValueError(f"unknown alignment {self.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
         grid = phi_grid(self.mixup)

@@ -38,6 +38,9 @@ class Latents:
     pose: np.ndarray  # (B, 3) yaw, pitch, roll
     camera_distance: np.ndarray  # (B,)
     background: np.ndarray  # (B, NUM_BACKGROUND)
+    # (B, 2) [photo index, mirrored] of the real photo behind each head, for the generator's
+    # ``background: photos`` (generate/photo_background.py); None for drawn backgrounds.
+    background_photo: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.shape)
@@ -49,10 +52,15 @@ class Latents:
 
     @staticmethod
     def stack(items: list[Latents]) -> Latents:
-        return Latents(**{f: np.concatenate([getattr(it, f) for it in items]) for f in Latents.__dataclass_fields__})
+        def joined(name):
+            parts = [getattr(it, name) for it in items]
+            return None if any(p is None for p in parts) else np.concatenate(parts)
+
+        return Latents(**{f: joined(f) for f in Latents.__dataclass_fields__})
 
     def row(self, i: int) -> Latents:
-        return Latents(**{f: getattr(self, f)[i : i + 1] for f in Latents.__dataclass_fields__})
+        return Latents(**{f: None if getattr(self, f) is None else getattr(self, f)[i : i + 1]
+                          for f in Latents.__dataclass_fields__})
 
 
 @dataclass

@@ -21,16 +21,17 @@ from synface.facemodel.appearance import GLASSES, glasses_row, with_components
 from synface.facemodel.basis import basis_fingerprint, default_basis_path
 from synface.facemodel.learned import (DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR, PHOTO_RESIDUAL, build_appearance,
                                       ensure_basis)
-from synface.facemodel.latents import Latents, SamplerConfig, sample_attributes, sample_identity, sh_basis
+from synface.facemodel.latents import Latents, SamplerConfig, mirror_light, sample_attributes, sample_identity, sh_basis
 from synface.facemodel.model import FaceModel
 from synface.facemodel.pose import rotation_matrices
 from synface.facemodel.scenes import default_scenes_path, ensure_scenes, load_photo_lights, scenes_fingerprint
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
+from synface.generate.photo_background import FACE_ONLY_EXCLUDED_REGIONS, PHOTO_BACKGROUNDS, PhotoBackgrounds, composite
 from synface.generate.refiner import (DEFAULT_REFINER, default_refiner_path, ensure_refiner, load_refiner,
                                       refine_images, refiner_fingerprint)
-from synface.seeding import glasses_rng, hair_rng, identity_rng, photo_variation_rng, sample_rng
+from synface.seeding import background_photo_rng, glasses_rng, hair_rng, identity_rng, photo_variation_rng, sample_rng
 
 # Bumped whenever the same latents render different pixels; datasets record it and refuse to
 # resume with a different one.
@@ -74,7 +75,8 @@ class GeneratorConfig:
     # of a person shows and which detectors miss.
     exposure: float = 0.45
     exposure_strength: float = 0.75
-    # Background style (render/background.py: procedural | natural).
+    # Background style: procedural | natural (drawn, render/background.py) or photos (the
+    # head composited over an aligned real training photo, generate/photo_background.py).
     background: str = "procedural"
     # How renders are aligned: "exact", from the mesh's own 5 landmarks (as projected), or
     # "mtcnn", from the 5 points our MTCNN finds on the render, as photos are aligned (the
@@ -98,7 +100,7 @@ def ensure_generator_inputs(config: GeneratorConfig) -> None:
     asks for a signature."""
     if config.appearance != "procedural":
         _ensure_once(ensure_basis, config.appearance_path, default_basis_path())
-    if config.sampler.illumination_prior == "photos":
+    if config.sampler.illumination_prior == "photos" or config.background in PHOTO_BACKGROUNDS:
         _ensure_once(ensure_scenes, config.scenes_path, default_scenes_path())
     if config.refiner:
         requested = None if config.refiner == DEFAULT_REFINER else config.refiner
@@ -131,7 +133,9 @@ def generator_signature(config: GeneratorConfig) -> str:
                      f"basis={basis_fingerprint(config.appearance_path)}")
         if config.appearance_prior != DEFAULT_APPEARANCE_PRIOR:
             signature += f" prior={config.appearance_prior}"
-    if config.background != "procedural":
+    if config.background in PHOTO_BACKGROUNDS:
+        signature += f" background={config.background}:{scenes_fingerprint(config.scenes_path)}"
+    elif config.background != "procedural":
         signature += f" background={config.background}"
     if config.alignment != "exact":
         signature += f" alignment={config.alignment}"
@@ -164,6 +168,7 @@ class FaceGenerator:
         self._renderer = None
         self._identities: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._photo_lights: np.ndarray | None = None
+        self._photo_backgrounds: PhotoBackgrounds | None = None
         self._detector = None
         self.detector_misses = 0
         self._refiner = load_refiner(self.config.refiner) if self.config.refiner else None
@@ -184,13 +189,31 @@ class FaceGenerator:
         return self._photo_lights
 
     @property
+    def photo_backgrounds(self) -> PhotoBackgrounds:
+        """The real photos heads are composited over (``background: photos``), loaded once."""
+        if self._photo_backgrounds is None:
+            self._photo_backgrounds = PhotoBackgrounds.load(self.size, self.config.scenes_path)
+        return self._photo_backgrounds
+
+    def drawn_triangles(self) -> np.ndarray:
+        """The triangles rendered: the whole head, or for ``photos_face`` the face without the
+        head, neck, ears and hair shell, which the photo behind it shows instead."""
+        faces = self.mesh.faces.numpy()
+        if self.config.background != "photos_face":
+            return faces
+        excluded = [self.model.region_names.index(r) for r in FACE_ONLY_EXCLUDED_REGIONS]
+        dropped = np.isin(np.asarray(self.mesh.region), excluded) | np.asarray(self.mesh.is_shell)
+        return faces[~dropped[faces].any(axis=1)]
+
+    @property
     def renderer(self):
         if self._renderer is None:
             from synface.render.gl import MeshRenderer
 
+            drawn = "procedural" if self.config.background in PHOTO_BACKGROUNDS else self.config.background
             self._renderer = MeshRenderer(
-                *self.size, self.mesh.faces.numpy(), self.mesh.uv, self.appearance.size, self.config.slots,
-                self.config.supersample, self.config.background,
+                *self.size, self.drawn_triangles(), self.mesh.uv, self.appearance.size, self.config.slots,
+                self.config.supersample, drawn,
             )
         return self._renderer
 
@@ -230,12 +253,19 @@ class FaceGenerator:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             if sampler.hair_change > 0:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
+            if self.config.background == "photos_face":
+                # The photo's own hair frames the face: none is painted on the forehead.
+                appearance = np.array(appearance, np.float32)
+                appearance[self.hair_columns] = 0.0
             if sampler.photo_variation > 0:
                 appearance = self.with_photo_variation(appearance, sampler.photo_variation, namespace, ident, sample)
             if sampler.glasses > 0:
                 appearance = self.maybe_add_glasses(appearance, sampler.glasses, namespace, ident, sample)
             rng = sample_rng(self.config.seed, namespace, ident, sample)
             attrs = sample_attributes(rng, self.model.exp_names, sampler, lights)
+            photo = np.array([-1.0, 0.0], np.float32)
+            if self.config.background in PHOTO_BACKGROUNDS:
+                photo = self.choose_background_photo(attrs, sampler, namespace, ident, sample)
             rows.append(
                 Latents(
                     shape=np.asarray(shape, np.float32)[None],
@@ -245,6 +275,7 @@ class FaceGenerator:
                     pose=attrs["pose"][None],
                     camera_distance=np.array([attrs["camera_distance"]], np.float32),
                     background=attrs["background"][None],
+                    background_photo=photo[None],
                 )
             )
         return Latents.stack(rows)
@@ -255,6 +286,19 @@ class FaceGenerator:
         own = np.stack([np.concatenate(self.identity(int(i), namespace)) for i in identities])
         other = np.stack([np.concatenate(self.identity(int(p), namespace)) for p in partners])
         return mix_identities(own, other, np.broadcast_to(np.asarray(phi, np.float32), (len(own),)))
+
+    def choose_background_photo(self, attrs: dict, sampler: SamplerConfig, namespace: str, identity: int,
+                                sample: int) -> np.ndarray:
+        """[photo index, mirrored] of the real photo this image's head is composited over,
+        from the image's own stream, matched to its yaw. With photo light, ``attrs`` takes
+        that photo's own fitted light (mirrored with it), so face and surroundings are lit
+        alike; the attribute stream's draws stay as they were."""
+        rng = background_photo_rng(self.config.seed, namespace, identity, sample)
+        index, mirrored = self.photo_backgrounds.choose(rng, float(attrs["pose"][0]))
+        if sampler.illumination_prior == "photos" and "illumination" in sampler.vary:
+            light = self.photo_lights(sampler)[index]
+            attrs["illumination"] = mirror_light(light) if mirrored else light.copy()
+        return np.array([index, float(mirrored)], np.float32)
 
     def maybe_change_hair(self, appearance: np.ndarray, probability: float, namespace: str, identity: int,
                           sample: int) -> np.ndarray:
@@ -338,14 +382,19 @@ class FaceGenerator:
         # computed once (a row's float64 product does not depend on the rows beside it).
         distinct, inverse = np.unique(latents.appearance, axis=0, return_inverse=True)
         textures = self.appearance.texture_bytes(torch.from_numpy(distinct))[inverse.reshape(-1)]
-        light = latents.illumination * self.exposure_gain(self.appearance.skin_tone(coefficients), latents.illumination)[:, None, None]
+        photos = self.background_photos(latents)
+        targets = None if photos is None else self.photo_backgrounds.face_brightness[latents.background_photo[:, 0].astype(np.int64)]
+        gain = self.exposure_gain(self.appearance.skin_tone(coefficients), latents.illumination, targets)
+        light = latents.illumination * gain[:, None, None]
         t1 = time.perf_counter()
         specular = self.appearance.specular(latents.appearance)
 
         def draw(pixels: torch.Tensor) -> np.ndarray:
-            # The background is drawn and composited by the renderer's downsample pass.
-            return self.renderer.render(pixels.numpy(), geo["depth"].numpy(), geo["normals"].numpy(), textures,
-                                        light.astype(np.float32), specular, keys, latents.background)
+            # A drawn background is drawn and composited by the renderer's downsample pass.
+            rendered = self.renderer.render(pixels.numpy(), geo["depth"].numpy(), geo["normals"].numpy(), textures,
+                                            light.astype(np.float32), specular, keys,
+                                            None if photos is not None else latents.background)
+            return rendered if photos is None else composite(rendered, photos)
 
         images = draw(geo["pixels"])
         t2 = time.perf_counter()
@@ -398,8 +447,21 @@ class FaceGenerator:
             out[b] = similarity_transform((points + 0.5) * s - 0.5, self.render_template)
         return torch.from_numpy(out.astype(np.float32))
 
-    def exposure_gain(self, skin_tone: np.ndarray, illumination: np.ndarray) -> np.ndarray:
-        """(B,) light scale of auto-exposure, from each image's own skin tone (B, 3) and light."""
+    def background_photos(self, latents: Latents) -> np.ndarray | None:
+        """(B, h, w, 3) the real photos behind each head, or None for a drawn background."""
+        if self.config.background not in PHOTO_BACKGROUNDS:
+            return None
+        choice = latents.background_photo
+        if choice is None or np.any(choice[:, 0] < 0):
+            raise SynfaceError("background 'photos' needs latents with a chosen photo (FaceGenerator.latents "
+                               "draws one per image)")
+        photos = self.photo_backgrounds
+        return np.stack([photos.image(int(index), bool(mirrored)) for index, mirrored in choice])
+
+    def exposure_gain(self, skin_tone: np.ndarray, illumination: np.ndarray,
+                      targets: np.ndarray | None = None) -> np.ndarray:
+        """(B,) light scale of auto-exposure, from each image's own skin tone (B, 3) and light,
+        toward ``config.exposure`` or each image's own target brightness (B,)."""
         strength = self.config.exposure_strength
         if strength <= 0:
             return np.ones(len(skin_tone))
@@ -408,7 +470,8 @@ class FaceGenerator:
         for b in range(len(skin_tone)):  # per image, in float64: no batch-dependent reduction
             skin = skin_tone[b]
             brightness = float((skin * (facing @ illumination[b].astype(np.float64))).mean())
-            gains.append(np.clip((self.config.exposure / max(brightness, 1e-3)) ** strength, 0.5, 4.0))
+            target = self.config.exposure if targets is None else float(targets[b])
+            gains.append(np.clip((target / max(brightness, 1e-3)) ** strength, 0.5, 4.0))
         return np.array(gains)
 
     def generate(self, identities: list[int], samples: list[int], namespace: str = "train") -> np.ndarray:
