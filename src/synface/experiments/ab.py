@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 
 from synface.config import ConfigError, from_dict, key_dict, load_yaml, to_dict
 from synface.datasets.build import VALIDATION_SPLIT, generator_config
-from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
+from synface.datasets.spec import DatasetSpec, resolve_spec
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.datasets.real import import_identity_folder
-from synface.experiments.appearance_ab import AB_OVERRIDES
+from synface.experiments.appearance_ab import AB_OVERRIDES, AB_SPEC_BASE, ab_base_spec
 from synface.experiments.demo import generate_train_evaluate, train_evaluate
 from synface.generate.generator import ensure_generator_inputs, generator_signature
 from synface.paths import config_dir, data_path
@@ -100,7 +100,7 @@ def plan_run(lever: Lever, seed: int, base_spec: str = "demo"):
         source = data_path(lever.data)
         return None, config, f"real:{lever.data}", _digest(str(source), key_dict(config))
     try:
-        spec = resolve_spec(apply_spec_changes(replace(load_spec(base_spec), seed=seed), lever.spec, lever.name))
+        spec = resolve_spec(apply_spec_changes(ab_base_spec(base_spec, seed=seed), lever.spec, lever.name))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"lever {lever.name}: {exc}") from None
     ensure_generator_inputs(generator_config(spec))
@@ -332,7 +332,8 @@ def render_report(summary: dict) -> str:
     lines = [
         "# Transfer A/B: which generator and training options make synthetic faces teach real ones?",
         "",
-        f"Budget, equal for every row: dataset spec `{summary['base_spec']}` ({first['images']} images) with each "
+        f"Budget, equal for every row: dataset spec `{summary['base_spec']}` ({first['images']} images) as it was "
+        f"before this A/B (sampler {json.dumps(AB_SPEC_BASE)}) with each "
         f"lever's changes, the `cpu` preset as it was before this A/B ({json.dumps(TRANSFER_BASE)}) with "
         f"{json.dumps(summary['budget'])} ({first['steps']} steps), "
         f"synthetic only; seeds {', '.join(map(str, summary['seeds']))} (generator and training). LFW: 10 folds, "

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from synface.datasets.build import generator_config
-from synface.datasets.spec import load_spec, resolve_spec
+from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.experiments.demo import DEMO_OVERRIDES, generate_train_evaluate
 from synface.facemodel.learned import APPEARANCE_MODES
 from synface.generate.generator import GeneratorConfig, ensure_generator_inputs, generator_signature
@@ -27,6 +27,15 @@ COMMAND = "synface appearance ab"
 # The demo's budget, without its wall-clock safety net: a run slowed by other work on the
 # machine must still train every epoch, or the budgets would differ.
 AB_OVERRIDES = {k: v for k, v in DEMO_OVERRIDES.items() if k != "time_budget_min"}
+# Sampler options an A/B later made the demo spec's default, off as they were when the A/Bs
+# began: every lever is measured on one base, and the finished runs keep their keys.
+AB_SPEC_BASE = {"photo_variation": 0.0}
+
+
+def ab_base_spec(name: str, **changes) -> DatasetSpec:
+    """The dataset spec ``name`` on the A/Bs' base (``AB_SPEC_BASE``), with ``changes``."""
+    spec = load_spec(name)
+    return replace(spec, sampler=replace(spec.sampler, **AB_SPEC_BASE), **changes)
 
 
 def run_appearance_ab(
@@ -44,7 +53,7 @@ def run_appearance_ab(
         for seed in seeds:
             name = f"{mode}-seed{seed}"
             result_file = out / name / "result.json"
-            spec = resolve_spec(replace(load_spec(spec_name), appearance=mode, seed=seed))
+            spec = resolve_spec(ab_base_spec(spec_name, appearance=mode, seed=seed))
             ensure_generator_inputs(generator_config(spec))
             signature = generator_signature(generator_config(spec))
             # A result from another generator is measured again (generate_train_evaluate
