@@ -48,11 +48,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="processes for the multi-process figure (0: skip it)")
     parser.add_argument("--appearance", default=None, help="procedural, learned or both (default: the generator's)")
+    parser.add_argument("--background", default=None,
+                        help="procedural, natural, photos or photos_face (default: the generator's)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     tune_cpu_allocator()  # as the CLI does for every command
     config = GeneratorConfig(size=(112, 96), slots=args.batch)
     config.appearance = args.appearance or config.appearance
+    config.background = args.background or config.background
     gen = FaceGenerator(config)
     rounds, stages = [], {}
     for _ in range(args.rounds):
@@ -72,6 +75,7 @@ def main() -> None:
     lp_threads = {n: raster_with_lp_threads(config, args.images, args.batch, n) for n in (1, 2)}
     result = {
         "appearance": config.appearance,
+        "background": config.background,
         "faces_per_s": statistics.median(rounds),
         "goal_faces_per_s": 300,
         "faces_per_s_rounds": rounds,

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -136,6 +137,22 @@ def test_lever_sheet_draws_one_row_per_distinct_generator(tmp_path, data_root):
     path = ab.lever_sheet(levers, tmp_path / "sheet.png", identities=2, samples=2)
     sheet = Image.open(path)
     assert sheet.size == (4 * 96, 2 * (14 + 112))  # aug_all renders what baseline renders: no row
+
+
+def test_levers_are_measured_on_the_demo_spec_as_it_was_before_the_ab(data_root):
+    from synface.config import key_dict
+    from synface.datasets.spec import load_spec
+    from synface.experiments.appearance_ab import ab_base_spec
+
+    assert load_spec("demo").sampler.photo_variation == 0.5  # today's demo default
+    base = ab.plan_run(ab.load_lever("aug_occlusion"), 0)[0]
+    won = ab.plan_run(ab.load_lever("gen_photo_variation_weak"), 0)[0]
+    assert base.sampler.photo_variation == 0.0 and won.sampler.photo_variation == 0.5
+    assert "photo_variation" not in json.dumps(key_dict(base))  # finished runs keep their keys
+    # The appearance A/B's procedural arm has no photo residuals: valid only on the base.
+    assert ab_base_spec("demo", appearance="procedural").sampler.photo_variation == 0.0
+    with pytest.raises(ValueError, match="photo_variation"):
+        replace(load_spec("demo"), appearance="procedural")
 
 
 def test_a_new_default_says_why_it_won_over_the_earlier_defaults():
