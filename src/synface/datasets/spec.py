@@ -21,8 +21,8 @@ from synface.facemodel.learned import APPEARANCE_MODES, APPEARANCE_PRIORS, DEFAU
 from synface.faces.align import RENDER_ALIGNMENTS
 from synface.faces.templates import parse_size
 from synface.generate.mixup import phi_grid
-from synface.paths import config_dir
 from synface.generate.photo_background import PHOTO_BACKGROUNDS
+from synface.paths import config_dir
 from synface.render.background import BACKGROUND_STYLES
 from synface.seeding import namespace_id, sample_rng
 

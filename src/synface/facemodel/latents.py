@@ -39,7 +39,8 @@ class Latents:
     camera_distance: np.ndarray  # (B,)
     background: np.ndarray  # (B, NUM_BACKGROUND)
     # (B, 2) [photo index, mirrored] of the real photo behind each head, for the generator's
-    # ``background: photos`` (generate/photo_background.py); None for drawn backgrounds.
+    # ``background: photos`` (generate/photo_background.py); rows of -1 (or None) where the
+    # background is drawn.
     background_photo: np.ndarray | None = None
 
     def __len__(self) -> int:

@@ -28,7 +28,8 @@ from synface.facemodel.scenes import default_scenes_path, ensure_scenes, load_ph
 from synface.faces.align import RENDER_ALIGNMENTS, similarity_transform
 from synface.faces.templates import parse_size, template
 from synface.generate.mixup import mix_identities
-from synface.generate.photo_background import FACE_ONLY_EXCLUDED_REGIONS, PHOTO_BACKGROUNDS, PhotoBackgrounds, composite
+from synface.generate.photo_background import (FACE_ONLY, FACE_ONLY_EXCLUDED_REGIONS, PHOTO_BACKGROUNDS, PhotoBackgrounds,
+                                               composite)
 from synface.generate.refiner import (DEFAULT_REFINER, default_refiner_path, ensure_refiner, load_refiner,
                                       refine_images, refiner_fingerprint)
 from synface.seeding import background_photo_rng, glasses_rng, hair_rng, identity_rng, photo_variation_rng, sample_rng
@@ -199,7 +200,7 @@ class FaceGenerator:
         """The triangles rendered: the whole head, or for ``photos_face`` the face without the
         head, neck, ears and hair shell, which the photo behind it shows instead."""
         faces = self.mesh.faces.numpy()
-        if self.config.background != "photos_face":
+        if self.config.background != FACE_ONLY:
             return faces
         excluded = [self.model.region_names.index(r) for r in FACE_ONLY_EXCLUDED_REGIONS]
         dropped = np.isin(np.asarray(self.mesh.region), excluded) | np.asarray(self.mesh.is_shell)
@@ -253,7 +254,7 @@ class FaceGenerator:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             if sampler.hair_change > 0:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
-            if self.config.background == "photos_face":
+            if self.config.background == FACE_ONLY:
                 # The photo's own hair frames the face: none is painted on the forehead.
                 appearance = np.array(appearance, np.float32)
                 appearance[self.hair_columns] = 0.0

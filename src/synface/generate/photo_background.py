@@ -29,7 +29,8 @@ from synface.faces.templates import template
 # "photos": the whole rendered head (face, ears, neck and hair shell) over the photo;
 # "photos_face": the face alone (forehead to chin, eyes and mouth), so the photo's own hair,
 # ears and neck frame it, as in a face swap.
-PHOTO_BACKGROUNDS = ("photos", "photos_face")
+FACE_ONLY = "photos_face"
+PHOTO_BACKGROUNDS = ("photos", FACE_ONLY)
 # The mesh regions "photos_face" draws (FaceModel.region_names): the face, not the head.
 FACE_ONLY_EXCLUDED_REGIONS = ("head_neck",)
 # Photos drawn per image; the one with the nearest yaw is kept. 8 of ~5,000 keeps the choice
