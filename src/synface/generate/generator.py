@@ -76,8 +76,9 @@ class GeneratorConfig:
     # of a person shows and which detectors miss.
     exposure: float = 0.45
     exposure_strength: float = 0.75
-    # Background style: procedural | natural (drawn, render/background.py) or photos (the
-    # head composited over an aligned real training photo, generate/photo_background.py).
+    # Background style: procedural | natural (drawn, render/background.py), or photos (the
+    # head composited over an aligned real training photo) | photos_face (the face alone over
+    # it), generate/photo_background.py.
     background: str = "procedural"
     # How renders are aligned: "exact", from the mesh's own 5 landmarks (as projected), or
     # "mtcnn", from the 5 points our MTCNN finds on the render, as photos are aligned (the

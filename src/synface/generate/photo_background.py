@@ -3,7 +3,7 @@
 A rendered head is composited over an aligned crop of a real training photo (celeba-299)
 instead of a drawn background: hair that sticks out, ears, neck, shoulders, clothing and the
 scene behind come from a photograph, with its optics, noise and JPEG, and only the face and
-the hair shell are ours. Both are aligned to the same 5-point template, so the photo's own
+the hair shell are ours (``photos_face``: the face alone). Both are aligned to the same 5-point template, so the photo's own
 face lies under the rendered one. The photo is drawn per image from its own seed stream, so
 what surrounds a face says nothing about who it is: a recogniser has to read the face.
 
