@@ -90,6 +90,43 @@ def lfw_root(data_root: Path) -> Path:
     return path
 
 
+# Pairs per class per fold in ``small_lfw_data``: 10 folds x 2 x 30 = 600 of LFW's 6,000 pairs,
+# about 1,100 images to align and embed instead of 7,700 (end-to-end tests score LFW often).
+SMALL_LFW_PAIRS = 30
+
+
+@pytest.fixture(scope="session")
+def small_lfw_data(lfw_root: Path, tmp_path_factory) -> Path:
+    """A data root like the shared one, whose ``lfw/pairs.txt`` keeps the first 30 matched and
+    30 mismatched pairs of each of the 10 folds (same images and landmarks, linked): for tests
+    that run the whole pipeline, where scoring all of LFW is most of the time and the protocol
+    itself is tested on the full list (tests/evaluate)."""
+    root = tmp_path_factory.mktemp("small-data")
+    for entry in lfw_root.parent.iterdir():
+        if entry.name != "lfw":
+            (root / entry.name).symlink_to(entry)
+    lfw = root / "lfw"
+    lfw.mkdir()
+    for entry in lfw_root.iterdir():
+        if entry.name != "pairs.txt":
+            (lfw / entry.name).symlink_to(entry)
+    lines = [line for line in (lfw_root / "pairs.txt").read_text().splitlines() if line.strip()]
+    folds, per_fold = (int(v) for v in lines[0].split())
+    body, kept = lines[1:], []
+    for fold in range(folds):
+        start = 2 * per_fold * fold
+        kept += body[start : start + SMALL_LFW_PAIRS] + body[start + per_fold : start + per_fold + SMALL_LFW_PAIRS]
+    (lfw / "pairs.txt").write_text(f"{folds}\t{SMALL_LFW_PAIRS}\n" + "\n".join(kept) + "\n")
+    return root
+
+
+@pytest.fixture
+def small_lfw(small_lfw_data: Path, monkeypatch) -> Path:
+    """``small_lfw_data`` as this test's SYNFACE_DATA."""
+    monkeypatch.setenv("SYNFACE_DATA", str(small_lfw_data))
+    return small_lfw_data / "lfw"
+
+
 @pytest.fixture(scope="session")
 def lfw_sample(lfw_root: Path) -> list[str]:
     """200 LFW images spread over the alphabet (every 20th person's first image)."""

@@ -55,3 +55,11 @@ def test_malformed_pair_csv_names_the_file(tmp_path, text, message):
     with pytest.raises(SynfaceError, match=message) as info:
         load_pair_csv(csv)
     assert str(csv) in str(info.value)
+
+
+def test_the_small_lfw_of_end_to_end_tests_keeps_ten_balanced_folds(small_lfw):
+    bench = load_benchmark("lfw")
+    assert bench.image_root == small_lfw / "images" and len(bench.pairs) == 600
+    for fold in range(10):
+        assert bench.same[bench.folds == fold].sum() == 30 and (bench.folds == fold).sum() == 60
+    assert len(bench.images) < 1300

@@ -130,6 +130,23 @@ def test_how_far_compares_the_best_synthetic_row_with_the_goal_and_real_photos()
     assert "largest LFW change of any synthetic lever against the default is +2.00 points (x)" in text
 
 
+def test_a_diagnostic_row_is_reported_apart_and_never_judged_as_a_synthetic_row(data_root):
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.77, "lfw_std": 0.01},
+            {"lever": "reals", "data": "synthetic", "lfw_mean": 0.84, "lfw_std": 0.01, "diagnostic": "real textures"}]
+    summary = {"rows": rows, "default": "baseline"}
+    assert ab.synthetic_rows(rows) == rows[:1]
+    text = ab.how_far(summary)
+    assert "Best synthetic row: **baseline**" in text
+    assert "Diagnostics (not synthetic-only rows, never a default): **reals** (real textures) 84.00 ± 1.00 %" in text
+    assert "reals" not in ab.default_decision(summary)
+    lever = ab.load_lever("gen_real_people_223x27")
+    control = ab.load_lever("gen_sampled_223x27")
+    assert lever.diagnostic and not control.diagnostic
+    # The diagnostic and its control differ in the appearance prior alone.
+    assert {k: v for k, v in lever.spec.items() if k != "appearance_prior"} == control.spec
+    assert lever.train == control.train and lever.spec["appearance_prior"] == "real_people"
+
+
 def test_lever_sheet_draws_one_row_per_distinct_generator(tmp_path, data_root):
     from PIL import Image
 

@@ -114,7 +114,7 @@ def test_bad_studies_are_refused_with_the_name(tmp_path, data_root):
         plan_study(replace(good, scales={}), "smoke")
 
 
-def test_smoke_reproduction_runs_every_study_resumes_and_renders_the_same_report(tmp_path, monkeypatch, lfw_root):
+def test_smoke_reproduction_runs_every_study_resumes_and_renders_the_same_report(tmp_path, monkeypatch, small_lfw):
     kwargs = dict(scale="smoke", out=tmp_path / "runs", data=tmp_path / "data", reports=tmp_path / "reports",
                   workers=1, progress=False)
     trained = []

@@ -207,6 +207,29 @@ def test_the_blend_prior_renders_other_people_and_names_itself_in_the_signature(
         build_appearance(generator.model, "procedural", prior="blend2")
 
 
+def test_the_real_people_prior_gives_identity_i_real_person_i_and_keeps_shape_and_hair(small_real, generator,
+                                                                                         tmp_path):
+    from synface.generate.generator import generator_signature
+
+    root, _, _ = small_real
+    out = tmp_path / "basis.npz"
+    build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
+    configs = [GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(out), appearance_prior=p)
+               for p in ("gaussian", "real_people")]
+    gaussian, real = (FaceGenerator(c, model=generator.model) for c in configs)
+    assert "prior=real_people" in generator_signature(configs[1])
+    people = LearnedBasis.load(out, generator.mesh, gaussian.appearance.size).train_coefficients
+    assert len(people) >= 2
+    for identity in (0, 1, len(people) + 1):
+        (shape_g, look_g), (shape_r, look_r) = gaussian.identity(identity), real.identity(identity)
+        assert np.array_equal(look_r[:3], people[identity % len(people)].astype(np.float32))
+        # Only the learned skin changes: the shape and everything after the learned columns
+        # (hair, eyes) are the Gaussian prior's, so the two arms differ in the skin alone.
+        assert np.array_equal(shape_g, shape_r) and np.array_equal(look_g[3:], look_r[3:])
+    assert not np.array_equal(real.identity(0)[1][:3], real.identity(1)[1][:3])
+    assert np.array_equal(real.generate([1], [0]), real.generate([1], [0]))
+
+
 def test_missing_or_unknown_appearance_is_a_clear_error(generator, tmp_path):
     with pytest.raises(DataNotFoundError, match="appearance build"):
         build_appearance(generator.model, "learned", tmp_path / "absent.npz")

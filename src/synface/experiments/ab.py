@@ -53,6 +53,10 @@ class Lever:
     # "synthetic": the base spec with ``spec`` applied; or a real identity-folder set under
     # $SYNFACE_DATA (e.g. "celeba-299"), imported once: the same budget on real photos.
     data: str = "synthetic"
+    # Why the row is a diagnostic and not a candidate default (e.g. its people are real
+    # people re-rendered): set, the row is kept out of the synthetic rows the default and
+    # the goal are judged on, and the report says so.
+    diagnostic: str = ""
 
 
 def lever_names() -> list[str]:
@@ -238,7 +242,8 @@ def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, 
             "lfw_mean": statistics.mean(accs) if accs else None,
             "lfw_std": statistics.stdev(accs) if len(accs) > 1 else None,
             "lfw_per_seed": [r["lfw_accuracy"] for r in rows], "seeds": [r["seed"] for r in rows],
-            "data": lever.data, "faces_per_s": speeds.get(rows[0]["spec_key"]), "steps": rows[0]["steps"],
+            "data": lever.data, "diagnostic": lever.diagnostic,
+            "faces_per_s": speeds.get(rows[0]["spec_key"]), "steps": rows[0]["steps"],
             "images": rows[0]["images"], "dlib": rows[0].get("dlib"),
             "generator": rows[0]["generator"], "precision": sorted({r["precision"] for r in rows}),
             "command": f"{command} {lever.name} --seeds {','.join(map(str, seeds))}",
@@ -348,9 +353,11 @@ def render_report(summary: dict) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in {**r["spec"], **r["train"]}.items()) or "nothing (baseline)"
         if r.get("data", "synthetic") != "synthetic":
             changes = f"**real photos** ({r['data']}, {r['images']} images) instead of synthetic"
+        if r.get("diagnostic"):
+            changes += f"; *diagnostic, not a candidate default: {r['diagnostic']}*"
         if r.get("earlier_of"):
             changes += f"; *an earlier measurement of {r['earlier_of']}, on the faces of another generator*"
-        mark = " (default)" if r["lever"] == summary["default"] else ""
+        mark = " (default)" if r["lever"] == summary["default"] else " (diagnostic)" if r.get("diagnostic") else ""
         speed = "n/a" if r["faces_per_s"] is None else f"{r['faces_per_s']:.0f}"
         lines.append(f"| **{r['lever']}**{mark} | {changes} | {', '.join(_pct(a) for a in r['lfw_per_seed'])} | "
                      f"{_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} | {versus(r, base)} | {_dlib(r.get('dlib'))} | {speed} | "
@@ -484,7 +491,7 @@ def how_far(summary: dict) -> str:
     """The best synthetic row against the goal and the real rows, and what dlib's view of the
     people says about the gap (measured figures only)."""
     rows = [r for r in current_rows(summary["rows"]) if r["lfw_mean"] is not None]
-    synthetic = [r for r in rows if r["data"] == "synthetic"]
+    synthetic = synthetic_rows(rows)
     real = [r for r in rows if r["data"] != "synthetic"]
     if not synthetic:
         return "No synthetic row has been scored yet."
@@ -520,7 +527,18 @@ def how_far(summary: dict) -> str:
             inside = sum("inside" in versus(r, base) for r in compared)
             text.append(f"{inside} of the {len(compared)} levers on the default's faces are inside the seed spread.")
     text.extend(distinctness_and_lfw(judged))
+    diagnostics = [r for r in rows if r.get("diagnostic")]
+    if diagnostics:
+        text.append("Diagnostics (not synthetic-only rows, never a default): " + "; ".join(
+            f"**{r['lever']}** ({r['diagnostic']}) {_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} %"
+            for r in diagnostics) + ".")
     return " ".join(text)
+
+
+def synthetic_rows(rows: list[dict]) -> list[dict]:
+    """The current rows trained on generated people, diagnostics left out: the rows the
+    default and the goal are judged on."""
+    return [r for r in current_rows(rows) if r["data"] == "synthetic" and not r.get("diagnostic")]
 
 
 def distinctness_and_lfw(judged: list[dict]) -> list[str]:
@@ -549,7 +567,7 @@ def distinctness_and_lfw(judged: list[dict]) -> list[str]:
 
 def default_decision(summary: dict) -> str:
     """Which row the defaults equal, and what the measurements say about the others."""
-    rows = [r for r in current_rows(summary["rows"]) if r["data"] == "synthetic" and r["lfw_mean"] is not None]
+    rows = [r for r in synthetic_rows(summary["rows"]) if r["lfw_mean"] is not None]
     base = next((r for r in rows if r["lever"] == summary["default"]), None)
     if base is None:
         return "No row is marked as today's defaults."
@@ -593,7 +611,7 @@ def default_decision(summary: dict) -> str:
 
 def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:
     """The synthetic-vs-real gap at equal budget, one command away."""
-    synthetic = [r for r in current_rows(summary["rows"]) if r["data"] == "synthetic"]
+    synthetic = synthetic_rows(summary["rows"])
     lines = [
         "# Real baseline: the same budget on real photos",
         "",

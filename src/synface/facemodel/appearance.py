@@ -91,6 +91,9 @@ class LinearAppearance:
     size: tuple[int, int]  # texture (height, width)
     skin_texels: np.ndarray  # flat texel indices of the face's skin (exposure, skin tone)
     prior: Callable[[np.random.Generator], np.ndarray]  # one identity's coefficients (K,)
+    # Prior "real_people": the basis's real people's coefficients (N, first columns), which
+    # identity i wears as person i mod N (facemodel/learned.py: REAL_PEOPLE_PRIOR).
+    people: np.ndarray | None = None
 
     @property
     def dim(self) -> int:

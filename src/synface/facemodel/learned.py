@@ -27,7 +27,12 @@ APPEARANCE_MODES = ("procedural", "learned", "both")
 # renormalised to unit variance and times ``scale``. Independent Gaussian components mix
 # traits that real faces keep apart (stubble with eye make-up, one skin tone's cheeks with
 # another's brow): a blend stays near the people the basis was learned from.
-APPEARANCE_PRIORS = ("gaussian", "blend2", "blend3")
+# "real_people", a diagnostic, not a way to make new people: identity i wears the basis's real
+# person i mod N's own coefficients (FaceGenerator.identity), so it shows how well real
+# people's textures, through the same fit and renderer, teach a recogniser. Its draws are the
+# Gaussian prior's, so every identity keeps the shape and hair it has under "gaussian".
+REAL_PEOPLE_PRIOR = "real_people"
+APPEARANCE_PRIORS = ("gaussian", "blend2", "blend3", REAL_PEOPLE_PRIOR)
 DEFAULT_APPEARANCE_PRIOR = "gaussian"
 # The default, chosen by LFW accuracy at equal training budget (reports/appearance_ab.md).
 DEFAULT_APPEARANCE = "learned"
@@ -130,6 +135,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
         size=procedural.size,
         skin_texels=procedural.skin_texels,
         prior=prior_of_one,
+        people=learned.train_coefficients if prior == REAL_PEOPLE_PRIOR else None,
     )
     if photo_residuals:
         names = [f"{PHOTO_RESIDUAL}{i}" for i in range(len(learned.residual_basis))]
@@ -147,7 +153,7 @@ def learned_prior(prior: str, people: np.ndarray, scale: float) -> Callable[[np.
     (N, K) are the basis's real identities' coefficients (unit variance per component)."""
     check_appearance_prior(prior)
     k = people.shape[1]
-    if prior == "gaussian":
+    if prior in ("gaussian", REAL_PEOPLE_PRIOR):
         return lambda rng: truncated_normal(rng, scale, 2.5 * scale, k)
     count = int(prior.removeprefix("blend"))
     if len(people) < count:

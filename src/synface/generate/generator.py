@@ -231,6 +231,9 @@ class FaceGenerator:
         if found is None:
             rng = identity_rng(self.config.seed, namespace, identity)
             found = sample_identity(rng, self.model.num_shape, sampler, self.appearance.sample)
+            people = self.appearance.people
+            if people is not None:
+                found[1][: people.shape[1]] = people[int(identity) % len(people)]
             if len(self._identities) >= IDENTITY_CACHE:
                 self._identities.clear()
             self._identities[key] = found
