@@ -189,16 +189,25 @@ def test_a_blend_prior_mixes_distinct_real_people_at_the_gaussian_spread():
         learned_prior("blend3", people[:2], 1.0)
 
 
-def test_the_blend_prior_renders_other_people_and_names_itself_in_the_signature(small_real, generator, tmp_path):
+@pytest.fixture(scope="module")
+def small_basis(small_real, tmp_path_factory):
+    """A 3-component basis (2 photo residuals) of the small real set."""
+    out = tmp_path_factory.mktemp("prior-basis") / "basis.npz"
+    build_learned_appearance(small_real[0], out, components=3, residual_components=2, progress=False)
+    return out
+
+
+def _prior_generator(basis, generator, prior: str):
+    """(config, generator) drawing learned coefficients from ``prior`` on ``basis``."""
+    config = GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(basis), appearance_prior=prior)
+    return config, FaceGenerator(config, model=generator.model)
+
+
+def test_the_blend_prior_renders_other_people_and_names_itself_in_the_signature(small_basis, generator):
     from synface.generate.generator import generator_signature
 
-    root, _, _ = small_real
-    out = tmp_path / "basis.npz"
-    build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
-    configs = [GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(out), appearance_prior=p)
-               for p in ("gaussian", "blend2")]
-    gaussian, blend = (FaceGenerator(c, model=generator.model) for c in configs)
-    assert "prior=blend2" in generator_signature(configs[1]) and "prior" not in generator_signature(configs[0])
+    (plain, gaussian), (blended, blend) = (_prior_generator(small_basis, generator, p) for p in ("gaussian", "blend2"))
+    assert "prior=blend2" in generator_signature(blended) and "prior" not in generator_signature(plain)
     # The shape is drawn first, as before; the appearance comes from the blend prior.
     a, b = gaussian.identity(4), blend.identity(4)
     assert np.array_equal(a[0], b[0]) and not np.array_equal(a[1][:3], b[1][:3])
@@ -207,18 +216,13 @@ def test_the_blend_prior_renders_other_people_and_names_itself_in_the_signature(
         build_appearance(generator.model, "procedural", prior="blend2")
 
 
-def test_the_real_people_prior_gives_identity_i_real_person_i_and_keeps_shape_and_hair(small_real, generator,
-                                                                                         tmp_path):
+def test_the_real_people_prior_gives_identity_i_real_person_i_and_keeps_shape_and_hair(small_basis, generator):
     from synface.generate.generator import generator_signature
 
-    root, _, _ = small_real
-    out = tmp_path / "basis.npz"
-    build_learned_appearance(root, out, components=3, residual_components=2, progress=False)
-    configs = [GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(out), appearance_prior=p)
-               for p in ("gaussian", "real_people")]
-    gaussian, real = (FaceGenerator(c, model=generator.model) for c in configs)
-    assert "prior=real_people" in generator_signature(configs[1])
-    people = LearnedBasis.load(out, generator.mesh, gaussian.appearance.size).train_coefficients
+    _, gaussian = _prior_generator(small_basis, generator, "gaussian")
+    config, real = _prior_generator(small_basis, generator, "real_people")
+    assert "prior=real_people" in generator_signature(config)
+    people = LearnedBasis.load(small_basis, generator.mesh, gaussian.appearance.size).train_coefficients
     assert len(people) >= 2
     for identity in (0, 1, len(people) + 1):
         (shape_g, look_g), (shape_r, look_r) = gaussian.identity(identity), real.identity(identity)
