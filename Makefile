@@ -34,7 +34,8 @@ demo: install
 	$(VENV)/bin/synface demo --out runs/demo --data data/demo
 
 test: install
-	$(PY) -m pytest -q
+	@# the slowest tests named in every run, so a creeping suite shows in CI logs
+	$(PY) -m pytest -q --durations=15
 
 bench: install
 	$(PY) benchmarks/evaluate_lfw.py --json runs/bench/evaluate_lfw.json

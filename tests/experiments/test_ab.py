@@ -68,6 +68,9 @@ def test_bad_levers_are_refused_before_any_run(tmp_path, data_root):
         bad = tmp_path / "bad.yaml"
         bad.write_text("name: bad\nspec: {colour: red}\n")
         ab.load_lever(bad)
+    with pytest.raises(ConfigError, match="control 'gen_nothing' is not a lever"):
+        bad.write_text("name: bad\ndiagnostic: x\ncontrol: gen_nothing\n")
+        ab.load_lever(bad)
     with pytest.raises(ConfigError, match="augment.jpeg is a probability"):
         ab.plan_run(ab.Lever("x", train={"augment.jpeg": 2.0}), 0)
     with pytest.raises(Exception, match="unknown lever 'nope'"):
@@ -132,16 +135,18 @@ def test_how_far_compares_the_best_synthetic_row_with_the_goal_and_real_photos()
 
 def test_a_diagnostic_row_is_reported_apart_and_never_judged_as_a_synthetic_row(data_root):
     rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.77, "lfw_std": 0.01},
-            {"lever": "reals", "data": "synthetic", "lfw_mean": 0.84, "lfw_std": 0.01, "diagnostic": "real textures"}]
+            {"lever": "reals", "data": "synthetic", "lfw_mean": 0.84, "lfw_std": 0.01, "diagnostic": "real textures",
+             "control": "baseline"}]
     summary = {"rows": rows, "default": "baseline"}
     assert ab.synthetic_rows(rows) == rows[:1]
     text = ab.how_far(summary)
     assert "Best synthetic row: **baseline**" in text
-    assert "Diagnostics (not synthetic-only rows, never a default): **reals** (real textures) 84.00 ± 1.00 %" in text
+    assert ("Diagnostics (not synthetic-only rows, never a default): **reals** (real textures) 84.00 ± 1.00 %, "
+            "against its control baseline (77.00 ± 1.00 %): +7.00 points") in text
     assert "reals" not in ab.default_decision(summary)
     lever = ab.load_lever("gen_real_people_223x27")
     control = ab.load_lever("gen_sampled_223x27")
-    assert lever.diagnostic and not control.diagnostic
+    assert lever.diagnostic and lever.control == control.name and not control.diagnostic
     # The diagnostic and its control differ in the appearance prior alone.
     assert {k: v for k, v in lever.spec.items() if k != "appearance_prior"} == control.spec
     assert lever.train == control.train and lever.spec["appearance_prior"] == "real_people"

@@ -57,6 +57,8 @@ class Lever:
     # people re-rendered): set, the row is kept out of the synthetic rows the default and
     # the goal are judged on, and the report says so.
     diagnostic: str = ""
+    # The lever a diagnostic is read against (equal but for what the diagnostic changes).
+    control: str = ""
 
 
 def lever_names() -> list[str]:
@@ -75,6 +77,8 @@ def load_lever(name_or_path: str | Path) -> Lever:
     unknown = sorted(set(lever.spec) - known)
     if unknown:
         raise ConfigError(f"{path}: spec key(s) {', '.join(unknown)} are not dataset-spec fields")
+    if lever.control and lever.control not in lever_names():
+        raise ConfigError(f"{path}: control {lever.control!r} is not a lever; known: {', '.join(lever_names())}")
     return lever
 
 
@@ -242,7 +246,7 @@ def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, 
             "lfw_mean": statistics.mean(accs) if accs else None,
             "lfw_std": statistics.stdev(accs) if len(accs) > 1 else None,
             "lfw_per_seed": [r["lfw_accuracy"] for r in rows], "seeds": [r["seed"] for r in rows],
-            "data": lever.data, "diagnostic": lever.diagnostic,
+            "data": lever.data, "diagnostic": lever.diagnostic, "control": lever.control,
             "faces_per_s": speeds.get(rows[0]["spec_key"]), "steps": rows[0]["steps"],
             "images": rows[0]["images"], "dlib": rows[0].get("dlib"),
             "generator": rows[0]["generator"], "precision": sorted({r["precision"] for r in rows}),
@@ -529,10 +533,19 @@ def how_far(summary: dict) -> str:
     text.extend(distinctness_and_lfw(judged))
     diagnostics = [r for r in rows if r.get("diagnostic")]
     if diagnostics:
-        text.append("Diagnostics (not synthetic-only rows, never a default): " + "; ".join(
-            f"**{r['lever']}** ({r['diagnostic']}) {_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} %"
-            for r in diagnostics) + ".")
+        text.append("Diagnostics (not synthetic-only rows, never a default): "
+                    + "; ".join(diagnostic_reading(r, rows) for r in diagnostics) + ".")
     return " ".join(text)
+
+
+def diagnostic_reading(row: dict, rows: list[dict]) -> str:
+    """A diagnostic row's figure, and against its control row when that was measured."""
+    text = f"**{row['lever']}** ({row['diagnostic']}) {_pct(row['lfw_mean'])} ± {_pct(row['lfw_std'])} %"
+    control = next((r for r in rows if r["lever"] == row.get("control")), None)
+    if control is not None:
+        text += (f", against its control {control['lever']} ({_pct(control['lfw_mean'])} ± "
+                 f"{_pct(control['lfw_std'])} %): {versus(row, control)} points")
+    return text
 
 
 def synthetic_rows(rows: list[dict]) -> list[dict]:
