@@ -33,9 +33,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/synface demo --out runs/demo --data data/demo
 
+# Test processes (pytest-xdist): two keep both cores busy while one test waits on the renderer,
+# a subprocess or Python; tests/conftest.py gives each its share of torch's threads. Tests of
+# one module stay in one process (their module fixtures are built once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: install
 	@# the slowest tests named in every run, so a creeping suite shows in CI logs
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15
 
 bench: install
 	$(PY) benchmarks/evaluate_lfw.py --json runs/bench/evaluate_lfw.json

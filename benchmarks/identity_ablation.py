@@ -12,7 +12,13 @@ with one part of the identity taken away or changed at a time:
   person's own coefficients in the basis) instead of a sampled one: the bound on what
   sampling the basis better could give, since real people through the same fit and renderer
   are no more distinct than this;
+- ``celeba_people``: as ``celeba_textures``, and with that person's own fitted shape too (a
+  basis built with ``--fit landmarks68`` only): real people re-rendered as closely as this
+  face model and renderer can;
 - ``wider_*``: a wider prior (texture spread x2 / shape spread x1.5, both), i.e. caricatures.
+
+``--fit landmarks68`` judges the generator on the basis whose photos were unwrapped onto each
+person's own shape fitted to 68 landmarks (``synface appearance build --fit landmarks68``).
 
 Identities are the same in every row (same seeds), so differences between rows are paired.
 """
@@ -35,7 +41,7 @@ from synface.evaluate.dlib_judge import DlibJudge
 from synface.facemodel.appearance import HAIR_BANDS
 from synface.facemodel.hair import HAIR_GEOMETRY
 from synface.facemodel.latents import Latents
-from synface.facemodel.basis import LearnedBasis, default_basis_path
+from synface.facemodel.basis import BASIS_FITS, DEFAULT_BASIS_FIT, LearnedBasis, default_basis_path
 from synface.generate.generator import FaceGenerator, GeneratorConfig, image_keys
 
 Edit = Callable[[FaceGenerator, Latents, np.ndarray], None]  # (generator, latents, identity of each row)
@@ -68,15 +74,23 @@ def mean_texture(gen: FaceGenerator, lat: Latents, ids: np.ndarray) -> None:
 
 
 @functools.cache
-def real_coefficients(gen: FaceGenerator) -> np.ndarray:
-    """The celeba-299 people's own coefficients in ``gen``'s learned basis (read once)."""
-    path = gen.config.appearance_path or default_basis_path()
-    return LearnedBasis.load(path, gen.mesh, gen.appearance.size).train_coefficients
+def real_people(gen: FaceGenerator) -> LearnedBasis:
+    """``gen``'s learned basis, with the celeba-299 people's own coefficients (read once)."""
+    path = gen.config.appearance_path or default_basis_path(gen.config.appearance_fit)
+    return LearnedBasis.load(path, gen.mesh, gen.appearance.size)
 
 
 def celeba_textures(gen: FaceGenerator, lat: Latents, ids: np.ndarray) -> None:
-    real = real_coefficients(gen)
+    real = real_people(gen).train_coefficients
     lat.appearance[:, learned_columns(gen)] = real[ids % len(real)]
+
+
+def celeba_people(gen: FaceGenerator, lat: Latents, ids: np.ndarray) -> None:
+    celeba_textures(gen, lat, ids)
+    shapes = real_people(gen).train_shapes
+    if shapes is None:
+        raise SystemExit("celeba_people needs a basis with fitted shapes: use --fit landmarks68")
+    lat.shape[:] = shapes[ids % len(shapes)]
 
 
 def judge_generator(judge: DlibJudge, config: GeneratorConfig, identities: int, images: int, edit: Edit | None,
@@ -100,9 +114,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--fit", default=DEFAULT_BASIS_FIT, choices=BASIS_FITS,
+                        help="which cached basis the generator uses (synface appearance build --fit)")
+    parser.add_argument("--rows", default=None, help="comma-separated rows to judge (default: all that apply)")
     args = parser.parse_args()
     judge = DlibJudge()
-    base = GeneratorConfig(size=(JUDGE_SIZE, JUDGE_SIZE), appearance="learned")
+    base = GeneratorConfig(size=(JUDGE_SIZE, JUDGE_SIZE), appearance="learned", appearance_fit=args.fit)
     wider_shape = replace(base.sampler, shape_scale=1.5 * base.sampler.shape_scale)
     rows: dict[str, tuple[GeneratorConfig, Edit | None]] = {
         "default": (base, None),
@@ -111,12 +128,21 @@ def main() -> None:
         "mean_shape": (base, mean_shape),
         "mean_texture": (base, mean_texture),
         "celeba_textures": (replace(base, appearance_scale=1.0), celeba_textures),
+        "celeba_people": (replace(base, appearance_scale=1.0), celeba_people),
         "wider_texture_x2": (replace(base, appearance_scale=2 * base.appearance_scale), None),
         "wider_shape_x1.5": (replace(base, sampler=wider_shape), None),
         "wider_both": (replace(base, appearance_scale=2 * base.appearance_scale, sampler=wider_shape), None),
     }
+    if args.fit == DEFAULT_BASIS_FIT:
+        rows.pop("celeba_people")  # a landmarks5 basis has no fitted shapes
+    if args.rows:
+        wanted = [r.strip() for r in args.rows.split(",")]
+        unknown = [r for r in wanted if r not in rows]
+        if unknown:
+            parser.error(f"unknown rows {', '.join(unknown)}; choose from {', '.join(rows)}")
+        rows = {r: rows[r] for r in wanted}
     start = time.perf_counter()
-    result = {"identities": args.identities, "images_per_identity": args.images,
+    result = {"identities": args.identities, "images_per_identity": args.images, "fit": args.fit,
               "appearance_scale": base.appearance_scale, "shape_scale": base.sampler.shape_scale}
     for name, (config, edit) in tqdm(rows.items(), desc="ablation", unit="row"):
         result[name] = judge_generator(judge, config, args.identities, args.images, edit, name)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), each worker gets its share of the
+    cores: torch's default of one thread per core in every worker would oversubscribe them.
+    Set before torch is imported, so subprocesses that tests start inherit it too."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
 
 
 def _data_root() -> Path | None:
@@ -34,7 +45,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _small_appearance_basis(_isolated_env):
-    """The default learned appearance basis, built from 6 celeba-299 identities into the
+    """The default learned appearance bases, built from 6 celeba-299 identities into the
     tests' private cache: generators in learned mode then start in seconds, not the ~2
     minutes the full basis takes (tests check mechanics, not the basis' quality)."""
     root = _data_root()
@@ -45,6 +56,10 @@ def _small_appearance_basis(_isolated_env):
 
     build_learned_appearance(root / "celeba-299", default_basis_path(), components=5, residual_components=2,
                              max_identities=6, progress=False)
+    # The 68-landmark kind too (lever gen_landmarks68), where dlib is installed.
+    if importlib.util.find_spec("dlib") is not None:
+        build_learned_appearance(root / "celeba-299", default_basis_path("landmarks68"), components=5,
+                                 residual_components=2, max_identities=6, progress=False, fit="landmarks68")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -468,20 +468,22 @@ app.add_typer(appearance_app, name="appearance")
 @appearance_app.command("build")
 def appearance_build(
     real: Path = typer.Option(..., help="Real faces: <identity>/<image> folders and a 5-point landmarks.txt."),
-    out: Optional[Path] = typer.Option(None, help="Output basis (.npz); default: the generator's, cache/appearance/celeba-299.npz."),
+    out: Optional[Path] = typer.Option(None, help="Output basis (.npz); default: the generator's, cache/appearance/celeba-299[-FIT].npz."),
     components: Optional[int] = typer.Option(None, min=1, help="PCA components over identities (default: all)."),
     residual_components: int = typer.Option(20, min=1, help="PCA components over within-person residuals."),
     max_identities: Optional[int] = typer.Option(None, min=3, help="Use only the first N identities."),
+    fit: str = typer.Option("landmarks5", help="Unwrap onto the mean face posed by the 5 landmarks (landmarks5) or "
+                                               "each person's own shape fitted to dlib's 68 points (landmarks68)."),
 ) -> None:
     """Fit the face model to each real image, unwrap its pixels into the UV atlas, remove the
     fitted shading, average per identity and build a PCA basis (facemodel/basis_builder.py)."""
     from synface.facemodel.basis import default_basis_path
     from synface.facemodel.basis_builder import build_learned_appearance
 
-    out = out or default_basis_path()
     try:
+        out = out or default_basis_path(fit)
         report = build_learned_appearance(real, out, components=components, residual_components=residual_components,
-                                          max_identities=max_identities)
+                                          max_identities=max_identities, fit=fit)
     except SynfaceError as exc:
         _fail(exc)
     for path, why in report.skipped[:20]:

@@ -226,6 +226,19 @@ def test_rows_on_another_basis_are_not_compared_with_the_default():
     assert "No synthetic row beats it" in text and "another appearance basis: old" in text
 
 
+def test_a_lever_that_builds_another_kind_of_basis_compares_with_the_basis_it_was_built_beside():
+    rows = [{"lever": "default", "data": "synthetic", "lfw_mean": 0.7829, "lfw_std": 0.0081, "generator": "g basis=five"},
+            {"lever": "dense", "data": "synthetic", "lfw_mean": 0.7774, "lfw_std": 0.0001,
+             "generator": "g basis=dense fit=landmarks68", "built_beside": "basis=five"},
+            {"lever": "dense_elsewhere", "data": "synthetic", "lfw_mean": 0.7774, "lfw_std": 0.0001,
+             "generator": "g basis=dense2 fit=landmarks68", "built_beside": "basis=other"}]
+    assert ab.versus(rows[1], rows[0]) == "-0.55 (inside spread)"
+    assert ab.versus(rows[2], rows[0]).endswith("(other basis)")
+    text = ab.default_decision({"rows": rows, "default": "default"})
+    assert "Inside the spread (not a result): dense." in text and "another appearance basis: dense_elsewhere" in text
+    assert "dense (its own kind of basis, built beside this one)" in "\n".join(ab.basis_note(rows))
+
+
 def test_a_lever_measured_again_on_other_faces_keeps_its_earlier_row(tmp_path):
     budget = {"base_spec": "demo", "budget": {"optim.epochs": 12}, "seeds": [0, 1]}
     row = lambda lever, acc, gen: {"lever": lever, "lfw_mean": acc, "generator": gen}  # noqa: E731

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -263,12 +264,43 @@ def test_a_basis_built_for_another_mesh_is_refused_or_rebuilt_when_it_is_the_def
     # The default basis is ours: rebuilt in place (here from the small real set, for speed).
     rebuilt = []
 
-    def small_build(real, out, model=None):
+    def small_build(real, out, model=None, fit="landmarks5"):
         rebuilt.append(out)
-        return build_learned_appearance(root, out, model=model, components=3, residual_components=2, progress=False)
+        return build_learned_appearance(root, out, model=model, components=3, residual_components=2, progress=False,
+                                        fit=fit)
 
-    monkeypatch.setattr(learned_module, "default_basis_path", lambda: stale)
+    monkeypatch.setattr(learned_module, "default_basis_path", lambda fit="landmarks5": stale)
     monkeypatch.setattr(learned_module, "build_learned_appearance", small_build)
     appearance = build_appearance(generator.model, "learned")
     assert rebuilt == [stale] and learned_module.basis_is_current(stale, generator.mesh)
     assert appearance.names[:3] == ["learned_0", "learned_1", "learned_2"]
+
+
+def test_a_landmarks68_basis_unwraps_onto_each_persons_fitted_shape(small_real, small_basis, generator, tmp_path):
+    pytest.importorskip("dlib")
+    from synface.generate.generator import generator_signature
+
+    root, _, _ = small_real
+    out = tmp_path / "basis68.npz"
+    report = build_learned_appearance(root, out, components=3, residual_components=2, progress=False,
+                                      fit="landmarks68")
+    assert report.identities == 4 and report.used + report.bad_fits == 14 and report.used >= 12
+    basis = LearnedBasis.load(out, generator.mesh, generator.appearance.size)
+    shapes = basis.train_shapes
+    assert shapes is not None and shapes.shape == (4, generator.model.num_shape)
+    assert np.all(np.abs(shapes).max(1) > 0.1) and len(np.unique(shapes.round(3), axis=0)) == 4
+    with np.load(out) as z:
+        assert json.loads(str(z["report"]))["fit"] == "landmarks68"
+    assert LearnedBasis.load(small_basis, generator.mesh, generator.appearance.size).train_shapes is None  # landmarks5
+
+    config = GeneratorConfig(size=(56, 48), appearance="learned", appearance_path=str(out), appearance_fit="landmarks68")
+    assert "fit=landmarks68" in generator_signature(config)
+    faces = FaceGenerator(config, model=generator.model).generate([0, 1], [0, 0])
+    assert np.array_equal(faces, FaceGenerator(config, model=generator.model).generate([0, 1], [0, 0]))
+
+
+def test_an_unknown_basis_fit_is_a_clear_error(small_real, generator, tmp_path):
+    with pytest.raises(SynfaceError, match="unknown appearance fit 'dense'.*landmarks68"):
+        build_learned_appearance(small_real[0], tmp_path / "b.npz", fit="dense", progress=False)
+    with pytest.raises(SynfaceError, match="unknown appearance fit"):
+        FaceGenerator(GeneratorConfig(appearance_fit="dense"), model=generator.model)

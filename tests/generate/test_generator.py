@@ -324,7 +324,7 @@ def test_a_signature_only_hashes_and_the_builder_builds_explicitly(tmp_path, mon
 
     monkeypatch.setenv("SYNFACE_CACHE", str(tmp_path / "empty-cache"))
     builds = []
-    def fake_build(real, out, model=None):
+    def fake_build(real, out, model=None, fit="landmarks5"):
         builds.append(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"a basis")

@@ -16,6 +16,7 @@ import numpy as np
 
 from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_dict, load_yaml
 from synface.errors import DataNotFoundError
+from synface.facemodel.basis import BASIS_FITS, DEFAULT_BASIS_FIT
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import APPEARANCE_MODES, APPEARANCE_PRIORS, DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR
 from synface.faces.align import RENDER_ALIGNMENTS
@@ -55,6 +56,8 @@ class DatasetSpec:
     appearance: str = DEFAULT_APPEARANCE  # procedural | learned | both (the generator's albedo model)
     # gaussian | blend2 | blend3: how a person's learned coefficients are drawn (facemodel/learned.py)
     appearance_prior: str = field(default=DEFAULT_APPEARANCE_PRIOR, metadata=ADDED_OPTION)
+    # landmarks5 | landmarks68: what the learned basis unwrapped its photos onto (facemodel/basis.py)
+    appearance_fit: str = field(default=DEFAULT_BASIS_FIT, metadata=ADDED_OPTION)
     background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural | photos | photos_face
     alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
     refiner: str = field(default="", metadata=ADDED_OPTION)  # weights of a realism refiner ("": none)
@@ -85,6 +88,8 @@ class DatasetSpec:
         if self.appearance == "procedural" and self.sampler.photo_variation > 0:
             raise ValueError("sampler.photo_variation adds the learned basis's photo residuals; "
                              "appearance 'procedural' has none")
+        if self.appearance_fit not in BASIS_FITS:
+            raise ValueError(f"unknown appearance_fit {self.appearance_fit!r}; choose from {', '.join(BASIS_FITS)}")
         if self.background not in (*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS):
             raise ValueError(f"unknown background {self.background!r}; choose from "
                              f"{', '.join((*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS))}")

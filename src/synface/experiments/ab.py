@@ -33,6 +33,7 @@ from synface.errors import DataNotFoundError, SynfaceError
 from synface.datasets.real import import_identity_folder
 from synface.experiments.appearance_ab import AB_OVERRIDES, AB_SPEC_BASE, ab_base_spec
 from synface.experiments.demo import generate_train_evaluate, train_evaluate
+from synface.facemodel.basis import basis_fingerprint, default_basis_path
 from synface.generate.generator import ensure_generator_inputs, generator_signature
 from synface.paths import config_dir, data_path
 from synface.train.config import load_train_config
@@ -185,6 +186,9 @@ def run_ab(
                    "faces_per_s": round(images / generate_s, 1) if generate_s > 5 else None,
                    "precision": run["summary"]["runtime"]["precision"], "seconds": run["seconds"]}
             result_file.write_text(json.dumps(row, indent=2) + "\n")
+        if " fit=" in row["generator"] and "built_beside" not in row:
+            row["built_beside"] = default_basis_tag()
+            result_file.write_text(json.dumps(row, indent=2) + "\n")
         if seed == seeds[0] and "dlib" not in row:
             dataset = data / f"{spec.name}-{row['spec_key']}" if spec is not None else None
             row["dlib"] = judge_run(lever, dataset, data)
@@ -250,6 +254,7 @@ def summarise(levers: list[Lever], runs: dict[str, list[dict]], seeds, default, 
             "faces_per_s": speeds.get(rows[0]["spec_key"]), "steps": rows[0]["steps"],
             "images": rows[0]["images"], "dlib": rows[0].get("dlib"),
             "generator": rows[0]["generator"], "precision": sorted({r["precision"] for r in rows}),
+            **({"built_beside": rows[0]["built_beside"]} if rows[0].get("built_beside") else {}),
             "command": f"{command} {lever.name} --seeds {','.join(map(str, seeds))}",
         })
     return {"rows": table, "default": default, "base_spec": base_spec, "budget": AB_OVERRIDES, "seeds": list(seeds)}
@@ -296,6 +301,19 @@ def _basis_tag(generator: str) -> str | None:
     return next((part for part in generator.split() if part.startswith("basis=")), None)
 
 
+def default_basis_tag() -> str | None:
+    """``basis=<fingerprint>`` of the default (landmarks5) basis on this machine now, or None."""
+    path = default_basis_path()
+    return f"basis={basis_fingerprint(path)}" if path.is_file() else None
+
+
+def faces_tag(row: dict) -> str | None:
+    """Which default basis a row's faces compare with. A lever that builds another kind of
+    basis (``appearance_fit``) compares with the default basis it was built beside, from the
+    same photos on the same machine: that basis is the one thing it changes."""
+    return row.get("built_beside") or _basis_tag(row.get("generator", ""))
+
+
 def _generator_tag(generator: str) -> str:
     """What names a generator apart: its appearance basis when it has one."""
     return _basis_tag(generator) or "generator " + hashlib.sha1(generator.encode()).hexdigest()[:8]
@@ -325,7 +343,7 @@ def versus(row: dict, base: dict | None) -> str:
 def same_faces(a: dict, b: dict) -> bool:
     """Whether two synthetic rows' generators share an appearance basis (real rows always
     compare: their photos do not change)."""
-    tags = [_basis_tag(r.get("generator", "")) for r in (a, b)]
+    tags = [faces_tag(r) for r in (a, b)]
     return None in tags or tags[0] == tags[1]
 
 
@@ -477,9 +495,10 @@ def basis_note(rows: list[dict]) -> list[str]:
     which rows share one, so only those are compared as equal-data A/Bs."""
     bases: dict[str, list[str]] = {}
     for r in rows:
-        tag = _basis_tag(r["generator"])
+        tag = faces_tag(r)
         if tag is not None:
-            bases.setdefault(tag, []).append(r["lever"])
+            bases.setdefault(tag, []).append(r["lever"] + (" (its own kind of basis, built beside this one)"
+                                                             if r.get("built_beside") else ""))
     if len(bases) < 2:
         return []
     groups = "; ".join(f"`{tag}`: {', '.join(levers)}" for tag, levers in bases.items())

@@ -55,6 +55,8 @@ class LearnedBasis:
     train_identities: np.ndarray
     variance: np.ndarray
     residual_basis: np.ndarray  # (R, T*3): within-person variation of single photos, coefficient ~ N(0, 1)
+    # (N, S): each training person's fitted shape coefficients; only a landmarks68 basis has them.
+    train_shapes: np.ndarray | None = None
 
     @classmethod
     def load(cls, path: str | Path, mesh: RenderMesh, size: tuple[int, int]) -> LearnedBasis:
@@ -68,13 +70,27 @@ class LearnedBasis:
                     raise StaleBasisError(f"{path} was built for another mesh or format; rebuild it: {hint}")
                 return cls(z["texels"], z["mean"].astype(np.float64), z["basis"].astype(np.float64),
                            z["train_coefficients"], z["train_identities"], z["variance"],
-                           z["residual_basis"].astype(np.float64))
+                           z["residual_basis"].astype(np.float64),
+                           z["train_shapes"] if "train_shapes" in z.files else None)
         except (KeyError, ValueError, OSError, EOFError) as exc:
             raise SynfaceError(f"{path} is not a readable appearance basis ({exc}); {hint}") from exc
 
 
-def default_basis_path() -> Path:
-    return cache_root() / "appearance" / "celeba-299.npz"
+# What a basis's photos are unwrapped onto (basis_builder.py): the mean face posed by the 5
+# landmarks, or each person's own shape fitted to 68 (dlib's predictor, the ``judge`` extra).
+BASIS_FITS = ("landmarks5", "landmarks68")
+DEFAULT_BASIS_FIT = "landmarks5"
+
+
+def check_basis_fit(fit: str) -> None:
+    if fit not in BASIS_FITS:
+        raise SynfaceError(f"unknown appearance fit {fit!r}; choose one of {', '.join(BASIS_FITS)}")
+
+
+def default_basis_path(fit: str = DEFAULT_BASIS_FIT) -> Path:
+    check_basis_fit(fit)
+    name = "celeba-299.npz" if fit == DEFAULT_BASIS_FIT else f"celeba-299-{fit}.npz"
+    return cache_root() / "appearance" / name
 
 
 def basis_fingerprint(path: str | Path | None = None) -> str:

@@ -5,7 +5,11 @@
 
 1. **fit** the mean face to each image's 5 landmarks (weak perspective: yaw, pitch, roll,
    scale, shift; identity and expression cannot be recovered from 5 points, so the mean
-   shape is used); images whose landmarks the fit cannot explain are skipped and counted;
+   shape is used); images whose landmarks the fit cannot explain are skipped and counted.
+   With ``fit="landmarks68"`` each person's own shape is fitted instead, to dlib's 68
+   points on all their photos (with a pose and a few expressions per photo), so eyes, brows
+   and lips land on the same texels in every photo (``facemodel/fitting.py``:
+   ``fit_person_shape``);
 2. **unwrap**: rasterise the posed mesh over the image with texture coordinates as vertex
    values, so each visible pixel names the texel it shows; pixels on surfaces turned away
    from the camera (or on the silhouette) are dropped;
@@ -41,10 +45,12 @@ from tqdm.auto import tqdm
 
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.facemodel.appearance import atlas_size, build_procedural_appearance, texel_surface
-from synface.facemodel.basis import FORMAT_VERSION, mesh_signature
-from synface.facemodel.fitting import fit_pose, fit_sh_lighting, rotation_matrix
+from synface.facemodel.basis import FORMAT_VERSION, check_basis_fit, mesh_signature
+from synface.facemodel.fitting import (FIT_EXPRESSIONS, fit_person_shape, fit_pose, fit_sh_lighting, project_weak,
+                                       rotation_matrix)
 from synface.facemodel.latents import canonical_illumination, sh_basis
 from synface.facemodel.model import FaceModel, RenderMesh, area_weighted_normals
+from synface.faces.dense_landmarks import Landmarks68
 from synface.faces.landmarks import find_landmark_file, read_landmarks
 from synface.imageio import read_rgb
 from synface.render.gl import ValueRasterizer, rasterize_in_uv
@@ -190,6 +196,27 @@ def project_mean_face(mesh: RenderMesh, landmarks: np.ndarray):
     return fit, pixels, -cam[:, 2], rotation
 
 
+def project_fitted_person(mesh: RenderMesh, model: FaceModel, landmarks68: list[np.ndarray]):
+    """The person's own shape fitted to the 68 landmarks of all their photos (with each photo's
+    pose and expression), projected into each photo: ([(misfit relative to the eye distance,
+    pixels, depth, rotation)] per photo, as ``project_mean_face``'s; shape coefficients (S,))."""
+    if not landmarks68:
+        return [], None
+    vertex_count = mesh.num_vertices
+    shape_basis = mesh.id_basis.numpy().astype(np.float64).reshape(-1, vertex_count, 3)
+    exp_basis = mesh.exp_basis.numpy().astype(np.float64).reshape(-1, vertex_count, 3)
+    exp_basis = exp_basis[[model.exp_names.index(name) for name in FIT_EXPRESSIONS]]
+    neutral = mesh.neutral.numpy().astype(np.float64)
+    lm = mesh.landmarks68
+    fit = fit_person_shape(landmarks68, neutral[lm], shape_basis[:, lm], exp_basis[:, lm])
+    out = []
+    for j in range(len(landmarks68)):
+        verts = neutral + np.tensordot(fit.shape, shape_basis, 1) + np.tensordot(fit.expressions[j], exp_basis, 1)
+        rotation = rotation_matrix(*fit.params[j, :3])
+        out.append((float(fit.rms_error[j]), project_weak(verts, fit.params[j]), -(verts @ rotation.T)[:, 2], rotation))
+    return out, fit.shape
+
+
 def identity_texture(sums: np.ndarray, weights: np.ndarray, texel_map: TexelMap, fallback: np.ndarray) -> np.ndarray:
     """One person's texture (T, 3) from summed unwraps: smoothed over neighbouring texels
     (normalised convolution, so holes between scattered pixels close), unseen texels taken
@@ -259,9 +286,12 @@ def build_learned_appearance(
     residual_components: int = 20,
     max_identities: int | None = None,
     progress: bool = True,
+    fit: str = "landmarks5",
 ) -> BuildReport:
     """Build the learned basis from ``real`` (identity folders + landmarks.txt) into ``out``;
-    ``components``: identity components kept (None: all, one fewer than the identities)."""
+    ``components``: identity components kept (None: all, one fewer than the identities);
+    ``fit``: what each photo is unwrapped onto (BASIS_FITS)."""
+    check_basis_fit(fit)
     real, out = Path(real), Path(out)
     table, landmark_file = list_real_images(real)
     by_identity: dict[str, list[str]] = {}
@@ -275,28 +305,35 @@ def build_learned_appearance(
     procedural_mean = build_procedural_appearance(model).mean.numpy().reshape(-1, 3)[texel_map.texels]
     unwrapper = Unwrapper(mesh, texel_map, canvas=(256, 256))
 
-    per_identity, per_image, skipped = [], [], []
+    per_identity, per_image, skipped, shapes = [], [], [], []
     bad_fits = used = 0
     images = [rel for person in people for rel in by_identity[person]]
+    dense = Landmarks68() if fit == "landmarks68" else None
     bar = tqdm(total=len(images), desc="unwrap real faces", unit="img", disable=not progress)
     try:
         for person in people:
-            sums = np.zeros((len(texel_map.texels), 3))
-            weights = np.zeros(len(texel_map.texels))
-            singles = []
+            photos = []
             for rel in by_identity[person]:
                 bar.update(1)
                 try:
-                    image = read_rgb(real / rel).astype(np.float64) / 255.0
+                    photos.append((rel, read_rgb(real / rel)))
                 except (SynfaceError, OSError) as exc:
                     skipped.append((rel, str(exc)))
                     tqdm.write(f"skipped {rel}: {exc}")
-                    continue
-                fit, pixels, depth, rotation = project_mean_face(mesh, table[rel])
-                if fit.rms_error > MAX_POSE_RMS:
+            if dense is None:
+                fits = (project_mean_face(mesh, table[rel]) for rel, _ in photos)
+                projections = [(fit.rms_error, *projection) for fit, *projection in fits]
+                shape = None
+            else:
+                projections, shape = project_fitted_person(mesh, model, [dense(img, table[rel]) for rel, img in photos])
+            sums = np.zeros((len(texel_map.texels), 3))
+            weights = np.zeros(len(texel_map.texels))
+            singles = []
+            for (rel, img), (rms, pixels, depth, rotation) in zip(photos, projections):
+                if rms > MAX_POSE_RMS:
                     bad_fits += 1
                     continue
-                s, w = unwrapper.unwrap(image, pixels, depth, rotation)
+                s, w = unwrapper.unwrap(img.astype(np.float64) / 255.0, pixels, depth, rotation)
                 sums += s
                 weights += w
                 singles.append((s, w))
@@ -305,6 +342,7 @@ def build_learned_appearance(
                 continue
             per_identity.append((person, sums, weights))
             per_image.extend((person, s, w) for s, w in singles)
+            shapes.append(shape)
     finally:
         bar.close()
         unwrapper.close()
@@ -349,7 +387,8 @@ def build_learned_appearance(
         train_identities=np.array([p for p, _, _ in per_identity]),
         residual_basis=(residual_basis * np.sqrt(residual_variance)[:, None]).astype(np.float32),
         report=np.array(json.dumps({"source": str(real), "landmarks": str(landmark_file), "used": used,
-                                    "skipped": len(skipped), "bad_fits": bad_fits})),
+                                    "skipped": len(skipped), "bad_fits": bad_fits, "fit": fit})),
+        **({"train_shapes": np.array(shapes, np.float32)} if fit == "landmarks68" else {}),
     )
     tmp.replace(out)
     return BuildReport(len(images), used, skipped, bad_fits, len(per_identity), len(basis),

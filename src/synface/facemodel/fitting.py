@@ -109,3 +109,106 @@ def fit_sh_lighting(
         rhs = a.T @ colors[:, c] + lam * prior[:, c]
         out[:, c] = np.linalg.solve(lhs, rhs)
     return out.astype(np.float32)
+
+
+# ---- shape from 68 landmarks ------------------------------------------------------------------
+# Expressions a 68-point fit solves for per photo, so that a smile or an open mouth moves the
+# lips instead of bending the person's shape (the rest barely move the 68 points).
+FIT_EXPRESSIONS = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFunnel", "mouthPucker",
+                   "browInnerUp_L", "browInnerUp_R", "eyeBlink_L", "eyeBlink_R")
+# The jaw contour (points 0-16) is where a photo's silhouette falls, not fixed skin: it slides
+# over the mesh as the head turns, so it counts for less.
+CONTOUR_WEIGHT = 0.5
+# Landmark noise as a fraction of the eye distance (dlib's 68 points on ~100 px faces), and the
+# prior spread of a fitted expression weight: together with the shape prior N(0, 1) they set how
+# far the fit trusts the points.
+LANDMARK_NOISE = 0.04
+EXPRESSION_SPREAD = 0.5
+
+
+@dataclass
+class PersonFit:
+    shape: np.ndarray  # (S,) identity coefficients shared by the person's photos
+    expressions: np.ndarray  # (n, E) FIT_EXPRESSIONS weights per photo, in [0, 1]
+    params: np.ndarray  # (n, 6) project_weak parameters per photo (of uncentred model points)
+    rms_error: np.ndarray  # (n,) landmark misfit per photo, relative to its eye distance
+
+
+def _landmark_weights() -> np.ndarray:
+    weights = np.ones(68)
+    weights[:17] = CONTOUR_WEIGHT
+    return np.repeat(weights, 2)
+
+
+def _eye_distance(points: np.ndarray) -> float:
+    return max(float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0))), 1e-6)
+
+
+def fit_person_shape(
+    landmarks: list[np.ndarray], base: np.ndarray, shape_basis: np.ndarray, exp_basis: np.ndarray,
+    iterations: int = 4,
+) -> PersonFit:
+    """One person's shape from the 68 landmarks (n photos x (68, 2)) of their photos.
+
+    ``base`` (68, 3) the mean face's landmark vertices, ``shape_basis`` (S, 68, 3) and
+    ``exp_basis`` (E, 68, 3) their displacements per unit coefficient. Alternates a pose per
+    photo (weak perspective, as ``fit_pose``) with one linear ridge solve for the shared shape
+    and each photo's expression (prior N(0, 1) on the shape, EXPRESSION_SPREAD on the
+    expressions): every photo constrains the same shape, so it is better determined than any
+    one photo's."""
+    n, s_count, e_count = len(landmarks), len(shape_basis), len(exp_basis)
+    if n == 0:
+        raise ValueError("fit_person_shape needs at least one photo's landmarks")
+    targets = [np.asarray(x, np.float64) for x in landmarks]
+    eye = np.array([_eye_distance(x) for x in targets])
+    weights = _landmark_weights()
+    shape = np.zeros(s_count)
+    expressions = np.zeros((n, e_count))
+    params = np.zeros((n, 6))
+    flat_shape = shape_basis.reshape(s_count, -1).T  # (68*3, S)
+    flat_exp = exp_basis.reshape(e_count, -1).T  # (68*3, E)
+    for it in range(iterations):
+        # Poses, given the shape: the first from fit_pose's multi-start, later ones warm.
+        for j, x in enumerate(targets):
+            points = base + (flat_shape @ shape + flat_exp @ expressions[j]).reshape(68, 3)
+            if it == 0:
+                start = fit_pose(x, points)
+                centre = points.mean(0)
+                r = rotation_matrix(*start.pose.astype(np.float64))
+                cam = centre @ r.T
+                shift = start.shift - start.scale * np.array([cam[0], -cam[1]])
+                params[j] = [*start.pose, np.log(start.scale), *shift]
+            result = least_squares(
+                lambda q: weights * (project_weak(points, q) - x).ravel(), params[j],
+                jac=lambda q: weights[:, None] * project_weak_jacobian(points, q), method="lm",
+            )
+            params[j] = result.x
+        # Shape and expressions, given the poses: x = s * P R (base + B w + E e) + t is linear.
+        unknowns = s_count + n * e_count
+        lhs = np.zeros((unknowns, unknowns))
+        rhs = np.zeros(unknowns)
+        for j, x in enumerate(targets):
+            r = rotation_matrix(*params[j, :3])
+            linear = np.exp(params[j, 3]) * np.stack([r[0], -r[1]])  # (2, 3)
+            project = lambda flat: np.einsum("ik,nkc->nic", linear, flat.reshape(68, 3, -1)).reshape(136, -1)
+            a_shape, a_exp = project(flat_shape), project(flat_exp)
+            offset = (base @ linear.T + params[j, 4:]).ravel()
+            scale = weights / (LANDMARK_NOISE * eye[j])
+            a = np.zeros((136, unknowns))
+            a[:, :s_count] = a_shape
+            cols = slice(s_count + j * e_count, s_count + (j + 1) * e_count)
+            a[:, cols] = a_exp
+            a *= scale[:, None]
+            b = (x.ravel() - offset) * scale
+            lhs += a.T @ a
+            rhs += a.T @ b
+        prior = np.concatenate([np.ones(s_count), np.full(n * e_count, 1.0 / EXPRESSION_SPREAD**2)])
+        solution = np.linalg.solve(lhs + np.diag(prior), rhs)
+        shape = solution[:s_count]
+        expressions = np.clip(solution[s_count:].reshape(n, e_count), 0.0, 1.0)
+    rms = np.empty(n)
+    for j, x in enumerate(targets):
+        points = base + (flat_shape @ shape + flat_exp @ expressions[j]).reshape(68, 3)
+        residual = project_weak(points, params[j]) - x
+        rms[j] = np.sqrt((residual[17:] ** 2).sum(1).mean()) / eye[j]
+    return PersonFit(shape, expressions, params, rms)

@@ -15,7 +15,7 @@ from synface.errors import SynfaceError
 from synface.facemodel.appearance import (
     NON_TEXTURE, SKIN, LinearAppearance, build_procedural_appearance, fill_uncovered, texel_surface, with_components,
 )
-from synface.facemodel.basis import LearnedBasis, basis_is_current, default_basis_path
+from synface.facemodel.basis import DEFAULT_BASIS_FIT, LearnedBasis, basis_is_current, default_basis_path
 from synface.facemodel.basis_builder import build_learned_appearance, luminance
 from synface.facemodel.latents import truncated_normal
 from synface.facemodel.model import FaceModel
@@ -43,13 +43,15 @@ LEARNED_KEEPS = ("hair_crown", "hair_mid", "hair_fringe", "hair_red", "hair_ligh
                  "iris_blue", "iris_light")
 
 
-def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None) -> Path:
+def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None,
+                 fit: str = DEFAULT_BASIS_FIT) -> Path:
     """The basis file to use: ``path`` as given (it must exist and match the mesh), or the
-    default one, built from ``$SYNFACE_DATA/celeba-299`` on first use and rebuilt when the
-    render mesh has changed since (~2-3 minutes on 2 cores; cached)."""
+    default one for ``fit``, built from ``$SYNFACE_DATA/celeba-299`` on first use and rebuilt
+    when the render mesh has changed since (~2-3 minutes on 2 cores, ~8 with landmarks68;
+    cached)."""
     if path is not None:
         return Path(path)
-    path = default_basis_path()
+    path = default_basis_path(fit)
     if path.is_file():
         model = model or FaceModel.load()
         if basis_is_current(path, model.render_mesh()):
@@ -59,7 +61,7 @@ def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None)
         reason = "once; cached"
     real = data_path("celeba-299")  # a clear DataNotFoundError when the data is absent
     tqdm.write(f"building the learned appearance basis from {real} into {path} ({reason})")
-    build_learned_appearance(real, path, model=model)
+    build_learned_appearance(real, path, model=model, fit=fit)
     return path
 
 
@@ -67,7 +69,8 @@ PHOTO_RESIDUAL = "photo_residual_"  # name prefix of the within-person residual 
 
 
 def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Path | None = None, scale: float = 1.0,
-                     prior: str = DEFAULT_APPEARANCE_PRIOR, photo_residuals: bool = False):
+                     prior: str = DEFAULT_APPEARANCE_PRIOR, photo_residuals: bool = False,
+                     fit: str = DEFAULT_BASIS_FIT):
     """The generator's appearance model for ``mode``:
 
     - ``procedural``: the hand-built basis of ``appearance.py``;
@@ -93,7 +96,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     if mode == "procedural":
         return procedural
     mesh = model.render_mesh()
-    learned = LearnedBasis.load(ensure_basis(path, model), mesh, procedural.size)
+    learned = LearnedBasis.load(ensure_basis(path, model, fit), mesh, procedural.size)
     keep = list(LEARNED_KEEPS + NON_TEXTURE) if mode == "learned" else list(procedural.names)
     keep_index = [procedural.names.index(n) for n in keep]
     k = len(learned.basis)

@@ -10,15 +10,16 @@ share one template and one pixel convention.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from synface.errors import SynfaceError
 from synface.facemodel.appearance import GLASSES, glasses_row, with_components
-from synface.facemodel.basis import basis_fingerprint, default_basis_path
+from synface.facemodel.basis import DEFAULT_BASIS_FIT, basis_fingerprint, check_basis_fit, default_basis_path
 from synface.facemodel.learned import (DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR, PHOTO_RESIDUAL, build_appearance,
                                       ensure_basis)
 from synface.facemodel.latents import Latents, SamplerConfig, mirror_light, sample_attributes, sample_identity, sh_basis
@@ -58,9 +59,13 @@ class GeneratorConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     model_path: str | None = None
     # Albedo model: procedural | learned | both (facemodel/learned.py: build_appearance);
-    # ``appearance_path`` is the learned basis (default cache/appearance/celeba-299.npz).
+    # ``appearance_path`` is the learned basis (default: the cached one of ``appearance_fit``).
     appearance: str = DEFAULT_APPEARANCE
     appearance_path: str | None = None
+    # What the default basis unwrapped each photo onto (facemodel/basis.py: BASIS_FITS): the
+    # mean face posed by 5 landmarks (cache/appearance/celeba-299.npz), or each person's own
+    # shape fitted to dlib's 68 (celeba-299-landmarks68.npz; needs the ``judge`` extra).
+    appearance_fit: str = DEFAULT_BASIS_FIT
     # Spread of the learned coefficients (1 = the real identities' spread). Wider makes
     # generated people more distinct to a real-trained recogniser (dlib's false accepts at
     # 0.6 in a one-off sweep of 100 identities x 6: 20.6 % at 1.0, 15.1 % at 1.25, 11.8 % at
@@ -101,7 +106,8 @@ def ensure_generator_inputs(config: GeneratorConfig) -> None:
     (~10 min), with progress bars. Experiments and the dataset builder call it before anything
     asks for a signature."""
     if config.appearance != "procedural":
-        _ensure_once(ensure_basis, config.appearance_path, default_basis_path())
+        _ensure_once(partial(ensure_basis, fit=config.appearance_fit), config.appearance_path,
+                     default_basis_path(config.appearance_fit))
     if config.sampler.illumination_prior == "photos" or config.background in PHOTO_BACKGROUNDS:
         _ensure_once(ensure_scenes, config.scenes_path, default_scenes_path())
     if config.refiner:
@@ -132,7 +138,9 @@ def generator_signature(config: GeneratorConfig) -> str:
         signature = f"{GENERATOR_VERSION} appearance=procedural"
     else:
         signature = (f"{GENERATOR_VERSION} appearance={config.appearance} scale={config.appearance_scale} "
-                     f"basis={basis_fingerprint(config.appearance_path)}")
+                     f"basis={basis_fingerprint(config.appearance_path or default_basis_path(config.appearance_fit))}")
+        if config.appearance_fit != DEFAULT_BASIS_FIT:
+            signature += f" fit={config.appearance_fit}"
         if config.appearance_prior != DEFAULT_APPEARANCE_PRIOR:
             signature += f" prior={config.appearance_prior}"
     if config.background in PHOTO_BACKGROUNDS:
@@ -153,12 +161,14 @@ class FaceGenerator:
         self.config = config or GeneratorConfig()
         if self.config.alignment not in RENDER_ALIGNMENTS:
             raise SynfaceError(f"unknown alignment {self.config.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
+        check_basis_fit(self.config.appearance_fit)
         self.size = parse_size(self.config.size)
         self.model = model or FaceModel.load(self.config.model_path)
         self.mesh = self.model.render_mesh()
         self.appearance = build_appearance(
             self.model, self.config.appearance, self.config.appearance_path, self.config.appearance_scale,
             self.config.appearance_prior, photo_residuals=self.config.sampler.photo_variation > 0,
+            fit=self.config.appearance_fit,
         )
         h, w = self.size
         s = self.config.supersample
