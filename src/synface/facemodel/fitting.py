@@ -131,7 +131,7 @@ class PersonFit:
     shape: np.ndarray  # (S,) identity coefficients shared by the person's photos
     expressions: np.ndarray  # (n, E) FIT_EXPRESSIONS weights per photo, in [0, 1]
     params: np.ndarray  # (n, 6) project_weak parameters per photo (of uncentred model points)
-    rms_error: np.ndarray  # (n,) landmark misfit per photo, relative to its eye distance
+    rms_error: np.ndarray  # (n,) misfit of the 51 inner points (not the contour) per photo, / eye distance
 
 
 def _landmark_weights() -> np.ndarray:

@@ -47,7 +47,7 @@ def ensure_basis(path: str | Path | None = None, model: FaceModel | None = None,
                  fit: str = DEFAULT_BASIS_FIT) -> Path:
     """The basis file to use: ``path`` as given (it must exist and match the mesh), or the
     default one for ``fit``, built from ``$SYNFACE_DATA/celeba-299`` on first use and rebuilt
-    when the render mesh has changed since (~2-3 minutes on 2 cores, ~8 with landmarks68;
+    when the render mesh has changed since (~2-3 minutes on 2 cores, ~7 with landmarks68;
     cached)."""
     if path is not None:
         return Path(path)
