@@ -12,7 +12,8 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs two workers), each worker gets its share of the
     cores: torch's default of one thread per core in every worker would oversubscribe them.
-    Set before torch is imported, so subprocesses that tests start inherit it too."""
+    Set before torch is imported, so subprocesses that tests start inherit it too (and so the
+    cores are counted here, not with ``synface.runtime.usable_cores``, which imports torch)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

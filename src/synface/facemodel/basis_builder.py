@@ -196,22 +196,37 @@ def project_mean_face(mesh: RenderMesh, landmarks: np.ndarray):
     return fit, pixels, -cam[:, 2], rotation
 
 
-def project_fitted_person(mesh: RenderMesh, model: FaceModel, landmarks68: list[np.ndarray]):
+@dataclass
+class FittingBases:
+    """The render mesh's neutral vertices and its shape and FIT_EXPRESSIONS bases in float64,
+    made once per build: every person's fit and projection reads them."""
+
+    neutral: np.ndarray  # (V, 3)
+    shape: np.ndarray  # (S, V, 3)
+    expression: np.ndarray  # (E, V, 3)
+    landmarks68: np.ndarray  # (68,) vertex indices
+
+    @classmethod
+    def of(cls, mesh: RenderMesh, model: FaceModel) -> FittingBases:
+        count = mesh.num_vertices
+        expression = mesh.exp_basis.numpy().astype(np.float64).reshape(-1, count, 3)
+        return cls(mesh.neutral.numpy().astype(np.float64),
+                   mesh.id_basis.numpy().astype(np.float64).reshape(-1, count, 3),
+                   expression[[model.exp_names.index(name) for name in FIT_EXPRESSIONS]], mesh.landmarks68)
+
+
+def project_fitted_person(bases: FittingBases, landmarks68: list[np.ndarray]):
     """The person's own shape fitted to the 68 landmarks of all their photos (with each photo's
     pose and expression), projected into each photo: ([(misfit relative to the eye distance,
     pixels, depth, rotation)] per photo, as ``project_mean_face``'s; shape coefficients (S,))."""
     if not landmarks68:
         return [], None
-    vertex_count = mesh.num_vertices
-    shape_basis = mesh.id_basis.numpy().astype(np.float64).reshape(-1, vertex_count, 3)
-    exp_basis = mesh.exp_basis.numpy().astype(np.float64).reshape(-1, vertex_count, 3)
-    exp_basis = exp_basis[[model.exp_names.index(name) for name in FIT_EXPRESSIONS]]
-    neutral = mesh.neutral.numpy().astype(np.float64)
-    lm = mesh.landmarks68
-    fit = fit_person_shape(landmarks68, neutral[lm], shape_basis[:, lm], exp_basis[:, lm])
+    lm = bases.landmarks68
+    fit = fit_person_shape(landmarks68, bases.neutral[lm], bases.shape[:, lm], bases.expression[:, lm])
+    person = bases.neutral + np.tensordot(fit.shape, bases.shape, 1)
     out = []
     for j in range(len(landmarks68)):
-        verts = neutral + np.tensordot(fit.shape, shape_basis, 1) + np.tensordot(fit.expressions[j], exp_basis, 1)
+        verts = person + np.tensordot(fit.expressions[j], bases.expression, 1)
         rotation = rotation_matrix(*fit.params[j, :3])
         out.append((float(fit.rms_error[j]), project_weak(verts, fit.params[j]), -(verts @ rotation.T)[:, 2], rotation))
     return out, fit.shape
@@ -309,6 +324,7 @@ def build_learned_appearance(
     bad_fits = used = 0
     images = [rel for person in people for rel in by_identity[person]]
     dense = Landmarks68() if fit == "landmarks68" else None
+    fitting_bases = FittingBases.of(mesh, model) if dense is not None else None
     bar = tqdm(total=len(images), desc="unwrap real faces", unit="img", disable=not progress)
     try:
         for person in people:
@@ -325,7 +341,7 @@ def build_learned_appearance(
                 projections = [(fit.rms_error, *projection) for fit, *projection in fits]
                 shape = None
             else:
-                projections, shape = project_fitted_person(mesh, model, [dense(img, table[rel]) for rel, img in photos])
+                projections, shape = project_fitted_person(fitting_bases, [dense(img, table[rel]) for rel, img in photos])
             sums = np.zeros((len(texel_map.texels), 3))
             weights = np.zeros(len(texel_map.texels))
             singles = []
