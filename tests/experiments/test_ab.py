@@ -152,6 +152,25 @@ def test_a_diagnostic_row_is_reported_apart_and_never_judged_as_a_synthetic_row(
     assert lever.train == control.train and lever.spec["appearance_prior"] == "real_people"
 
 
+def test_a_real_diagnostic_row_is_never_the_real_baseline_the_gap_is_measured_against(tmp_path):
+    rows = [{"lever": "baseline", "data": "synthetic", "lfw_mean": 0.77, "lfw_std": 0.01, "spec": {}, "train": {},
+             "lfw_per_seed": [0.77], "images": 6000, "steps": 276, "command": "a"},
+            {"lever": "real", "data": "celeba-299", "lfw_mean": 0.85, "lfw_std": 0.01, "spec": {}, "train": {},
+             "lfw_per_seed": [0.85], "images": 5555, "steps": 252, "command": "b"},
+            {"lever": "real_masked", "data": "celeba-299", "lfw_mean": 0.87, "lfw_std": 0.01, "spec": {},
+             "train": {"augment.inner_face_only": 0.5}, "lfw_per_seed": [0.87], "images": 5555, "steps": 252,
+             "command": "c", "diagnostic": "changes the photos", "control": "real"}]
+    summary = {"rows": rows, "default": "baseline", "budget": {}, "seeds": [0]}
+    assert ab.baseline_real_rows(rows) == rows[1:2]
+    assert "The same budget of real photos (real): 85.00 %" in ab.how_far(summary)
+    text = ab.render_real_baseline(summary, rows[1:], tmp_path / "transfer")
+    assert "Gap, real minus today's defaults: **+8.00 points** (real vs baseline)" in text
+    assert "real: celeba-299 (real_masked, diagnostic: augment.inner_face_only=0.5)" in text
+    lever = ab.load_lever("real_celeba_inner_face")
+    assert lever.diagnostic and lever.control == "real_celeba" and lever.data == "celeba-299"
+    assert lever.train == {"augment.inner_face_only": 0.5}
+
+
 def test_lever_sheet_draws_one_row_per_distinct_generator(tmp_path, data_root):
     from PIL import Image
 

@@ -341,3 +341,37 @@ def test_a_signature_only_hashes_and_the_builder_builds_explicitly(tmp_path, mon
     assert builds == []  # nothing to build for procedural faces
     ensure_generator_inputs(GeneratorConfig())
     assert builds == [tmp_path / "empty-cache" / "appearance" / "celeba-299.npz"]
+
+
+def test_a_high_hairline_shows_the_forehead_and_moves_no_other_draw(generator, data_root):
+    from synface.datasets.spec import DatasetSpec
+    from synface.faces.templates import template
+    from synface.generate.generator import generator_signature
+
+    high = FaceGenerator(GeneratorConfig(size=(112, 96), hairline="high"))
+    assert generator_signature(high.config) == generator_signature(generator.config) + " hairline=high"
+    ids, samples = list(range(12)), [0] * 12
+    plain, own = generator.latents(ids, samples), high.latents(ids, samples)
+    low = high.low_band_columns
+    assert [high.appearance.names[i] for i in low] == ["hair_mid", "hair_fringe", "hair_thick_mid", "hair_thick_fringe"]
+    assert np.all(own.appearance[:, low] == 0) and np.any(plain.appearance[:, low] != 0)
+    rest = np.setdiff1d(np.arange(plain.appearance.shape[1]), low)
+    assert np.array_equal(plain.appearance[:, rest], own.appearance[:, rest])
+    for name in ("shape", "expression", "pose", "illumination", "background"):
+        assert np.array_equal(getattr(plain, name), getattr(own, name))
+    # Frontal and neutral: the forehead between the brows and the crop's top is lighter
+    # (skin, not hair) for the people whose hair came down to it; below the brows only the
+    # auto-exposure (which sees the whole face's brightness) moves, and much less.
+    for lat in (plain, own):
+        lat.pose[:], lat.expression[:] = 0.0, 0.0
+    before, after = generator.render(plain).astype(int), high.render(own).astype(int)
+    brow_row = int(template((112, 96))[0, 1] - 10)
+    had_low_hair = plain.appearance[:, low[0]] > 0
+    forehead = (after - before)[:, 8:brow_row, 30:66].sum(-1).mean((1, 2))
+    assert np.all(forehead[had_low_hair] > 20), forehead
+    below = np.abs(after - before)[:, brow_row + 8:, 30:66].sum(-1).mean((1, 2))
+    assert np.all(below[had_low_hair] < 0.5 * forehead[had_low_hair]), (below, forehead)
+    assert below[had_low_hair].mean() < 0.2 * forehead[had_low_hair].mean()
+    assert np.array_equal(high.render(own), FaceGenerator(GeneratorConfig(size=(112, 96), hairline="high")).render(own))
+    with pytest.raises(ValueError, match="unknown hairline 'none'"):
+        DatasetSpec(name="x", identities=1, samples=1, hairline="none")

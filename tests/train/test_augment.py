@@ -8,7 +8,8 @@ from synface.config import ConfigError, from_dict
 from synface.train.augment import RandomConvolution, RandomDownscale, augment, build_augmentation
 from synface.train.config import AugmentConfig
 
-FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv")
+FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv",
+            "inner_face_only", "detail_boost")
 
 
 def faces(n: int = 8) -> torch.Tensor:
@@ -84,3 +85,42 @@ def test_bad_augmentation_values_name_their_key():
         from_dict(AugmentConfig, {"downscale_range": [0.9, 0.3]}, "augment")
     with pytest.raises(ConfigError, match="random_conv_kernels"):
         from_dict(AugmentConfig, {"random_conv_kernels": [3, 4]}, "augment")
+
+
+def test_inner_face_only_keeps_the_inner_face_and_paints_the_rest_one_colour_per_image():
+    from synface.faces.templates import inner_face_mask
+    from synface.train.augment import InnerFaceOnly
+
+    x = faces(6)
+    out = augment(InnerFaceOnly(1.0), x.clone(), 3)
+    inside = torch.from_numpy(inner_face_mask((56, 48)))
+    assert torch.equal(out[:, :, inside], x[:, :, inside]), "the inner face is left as it was"
+    outside = out[:, :, ~inside]
+    assert torch.equal(outside, outside[:, :, :1].expand_as(outside)), "one flat colour outside"
+    assert not torch.equal(outside[0, :, 0], outside[1, :, 0]), "a colour of its own per image"
+    assert torch.equal(augment(InnerFaceOnly(0.0), x.clone(), 3), x)
+
+
+def test_the_inner_face_holds_the_five_template_points_and_not_the_crop_corners():
+    from synface.faces.templates import inner_face_mask, template
+
+    for size in ((112, 96), (56, 48), (112, 112)):
+        mask = inner_face_mask(size)
+        for x, y in template(size):
+            assert mask[round(y), round(x)]
+        assert not (mask[0, 0] or mask[0, -1] or mask[-1, 0] or mask[-1, -1])
+        assert 0.3 < mask.mean() < 0.5
+
+
+def test_detail_boost_raises_local_contrast_and_keeps_each_images_level():
+    from synface.train.augment import RandomDetailBoost
+
+    x = faces(6) * 0.6 + 0.2  # room above and below, so nothing clips
+    out = RandomDetailBoost((1.0, 1.5), (0.5, 0.5), p=1.0)(x)
+
+    def detail(t):
+        return float((t[..., 1:] - t[..., :-1]).pow(2).mean())
+
+    assert detail(out) > 1.3 * detail(x)
+    torch.testing.assert_close(out.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=0.01, rtol=0)
+    assert torch.equal(RandomDetailBoost((1.0, 1.5), (0.5, 0.5), p=0.0)(x), x)

@@ -69,7 +69,8 @@ def make_generator(spec: DatasetSpec) -> FaceGenerator:
 def generator_config(spec: DatasetSpec) -> GeneratorConfig:
     return GeneratorConfig(size=parse_size(spec.size), seed=spec.seed, sampler=spec.sampler, appearance=spec.appearance,
                            appearance_prior=spec.appearance_prior, appearance_fit=spec.appearance_fit,
-                           background=spec.background, alignment=spec.alignment, refiner=spec.refiner or None)
+                           background=spec.background, alignment=spec.alignment, refiner=spec.refiner or None,
+                           hairline=spec.hairline)
 
 
 def render_rows(generator, spec: DatasetSpec, plan: ImagePlan) -> tuple[np.ndarray, np.ndarray]:

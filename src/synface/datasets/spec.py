@@ -17,6 +17,7 @@ import numpy as np
 from synface.config import ADDED_OPTION, ConfigError, dump_yaml, from_dict, key_dict, load_yaml
 from synface.errors import DataNotFoundError
 from synface.facemodel.basis import BASIS_FITS, DEFAULT_BASIS_FIT
+from synface.facemodel.hair import check_hairline
 from synface.facemodel.latents import SamplerConfig
 from synface.facemodel.learned import APPEARANCE_MODES, APPEARANCE_PRIORS, DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR
 from synface.faces.align import RENDER_ALIGNMENTS
@@ -61,6 +62,7 @@ class DatasetSpec:
     background: str = field(default="procedural", metadata=ADDED_OPTION)  # procedural | natural | photos | photos_face
     alignment: str = field(default="exact", metadata=ADDED_OPTION)  # exact | mtcnn (faces/align.py)
     refiner: str = field(default="", metadata=ADDED_OPTION)  # weights of a realism refiner ("": none)
+    hairline: str = field(default="low", metadata=ADDED_OPTION)  # low | high (facemodel/hair.py: HAIRLINE_STYLES)
     seed: int = 0
     namespace: str = "train"
     size: str = "112x96"
@@ -93,6 +95,7 @@ class DatasetSpec:
         if self.background not in (*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS):
             raise ValueError(f"unknown background {self.background!r}; choose from "
                              f"{', '.join((*BACKGROUND_STYLES, *PHOTO_BACKGROUNDS))}")
+        check_hairline(self.hairline)
         if self.alignment not in RENDER_ALIGNMENTS:
             raise ValueError(f"unknown alignment {self.alignment!r}; choose from {', '.join(RENDER_ALIGNMENTS)}")
         grid = phi_grid(self.mixup)

@@ -353,6 +353,11 @@ def _dlib(figures: dict | None) -> str:
     return f"{figures['inter']:.3f} / {figures['intra']:.3f} / {100 * figures['far_at_0.6']:.1f} %"
 
 
+def changes_text(row: dict) -> str:
+    """What a row changes over the A/B base, as its spec and training overrides."""
+    return ", ".join(f"{k}={v}" for k, v in {**row["spec"], **row["train"]}.items()) or "nothing (baseline)"
+
+
 def render_report(summary: dict) -> str:
     rows = summary["rows"]
     first = rows[0]
@@ -372,9 +377,10 @@ def render_report(summary: dict) -> str:
     ]
     base = next((r for r in rows if r["lever"] == summary["default"]), None)
     for r in rows:
-        changes = ", ".join(f"{k}={v}" for k, v in {**r["spec"], **r["train"]}.items()) or "nothing (baseline)"
+        changes = changes_text(r)
         if r.get("data", "synthetic") != "synthetic":
-            changes = f"**real photos** ({r['data']}, {r['images']} images) instead of synthetic"
+            changes = f"**real photos** ({r['data']}, {r['images']} images) instead of synthetic" + (
+                f", {changes}" if r["train"] else "")
         if r.get("diagnostic"):
             changes += f"; *diagnostic, not a candidate default: {r['diagnostic']}*"
         if r.get("earlier_of"):
@@ -515,7 +521,7 @@ def how_far(summary: dict) -> str:
     people says about the gap (measured figures only)."""
     rows = [r for r in current_rows(summary["rows"]) if r["lfw_mean"] is not None]
     synthetic = synthetic_rows(rows)
-    real = [r for r in rows if r["data"] != "synthetic"]
+    real = baseline_real_rows(rows)
     if not synthetic:
         return "No synthetic row has been scored yet."
     best = max(synthetic, key=lambda r: r["lfw_mean"])
@@ -565,6 +571,12 @@ def diagnostic_reading(row: dict, rows: list[dict]) -> str:
         text += (f", against its control {control['lever']} ({_pct(control['lfw_mean'])} ± "
                  f"{_pct(control['lfw_std'])} %): {versus(row, control)} points")
     return text
+
+
+def baseline_real_rows(rows: list[dict]) -> list[dict]:
+    """The rows trained on real photos as they are: the gap is measured against these, not
+    against a diagnostic that changes the photos."""
+    return [r for r in rows if r["data"] != "synthetic" and not r.get("diagnostic")]
 
 
 def synthetic_rows(rows: list[dict]) -> list[dict]:
@@ -657,9 +669,12 @@ def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:
     ]
     for r in real + synthetic:
         what = f"real: {r['data']}" if r["data"] != "synthetic" else f"synthetic: {r['lever']}"
+        if r["data"] != "synthetic" and r.get("diagnostic"):
+            what += f" ({r['lever']}, diagnostic: {changes_text(r)})"
         lines.append(f"| {what} | {r['images']} | {r['steps']} | {', '.join(_pct(a) for a in r['lfw_per_seed'])} | "
                      f"{_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} | `{r['command']}` |")
-    best_real = max((r for r in real if r["lfw_mean"] is not None), key=lambda r: r["lfw_mean"], default=None)
+    best_real = max((r for r in baseline_real_rows(real) if r["lfw_mean"] is not None), key=lambda r: r["lfw_mean"],
+                    default=None)
     scored = [r for r in synthetic if r["lfw_mean"] is not None]
     default = next((r for r in scored if r["lever"] == summary["default"]), None)
     best_syn = max(scored, key=lambda r: r["lfw_mean"], default=None)

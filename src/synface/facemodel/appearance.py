@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from synface.facemodel.hair import HAIR_GEOMETRY, falloff, hair_bands, sample_hair
+from synface.facemodel.hair import HAIR_GEOMETRY, check_hairline, falloff, hair_bands, sample_hair
 from synface.facemodel.model import ATLAS_TILES, FaceModel, RenderMesh
 
 TEXTURE_TILE = 128  # texels per atlas tile side
@@ -167,9 +167,13 @@ def atlas_size() -> tuple[int, int]:
     return (TEXTURE_TILE, TEXTURE_TILE * len(ATLAS_TILES))
 
 
-def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None) -> LinearAppearance:
+def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None,
+                                hairline: str = "low") -> LinearAppearance:
     """The procedural appearance. ``base`` (H*W, 3): the albedo the painted hair covers
-    (default: this model's own mean); a learned skin passes its own mean here."""
+    (default: this model's own mean); a learned skin passes its own mean here. ``hairline``
+    (hair.py: HAIRLINE_STYLES): "high" paints hair, its colour and strands on the crown band
+    alone."""
+    check_hairline(hairline)
     mesh: RenderMesh = model.render_mesh()
     size = atlas_size()
     pos, region, covered = texel_surface(mesh, size)
@@ -229,6 +233,8 @@ def build_procedural_appearance(model: FaceModel, base: np.ndarray | None = None
         detail.append(field * skin)
 
     bands = {k: v * skin for k, v in hair_bands(pos).items()}
+    if hairline == "high":
+        bands["mid"], bands["fringe"] = np.zeros_like(bands["mid"]), np.zeros_like(bands["fringe"])
     all_hair = bands["crown"] + bands["mid"] + bands["fringe"]
     # Strands: fine irregular streaks running from the crown down (many azimuthal waves of
     # random frequency, each bending a little with height).

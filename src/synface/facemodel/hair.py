@@ -23,6 +23,22 @@ import numpy as np
 HAIRLINES = {"crown": 10.5, "mid": 8.6, "fringe": 7.0}
 SHELL_INSET = 0.2  # cm: the shell rests this far inside the skin where an identity has no hair
 
+# Hairline styles (the generator's ``hairline``): "low", the three bands above, where three
+# people in four have hair 2.6 cm above the brows and the hair colour and strands, which are
+# painted over every band's region, tint the forehead of those without (a pale ghost fringe);
+# "high", only the crown band (4.5 cm above the brows, a usual forehead), with hair colour and
+# strands painted on it alone. The bands below stay in the model, unused, so that both styles
+# share one appearance vector.
+HAIRLINE_STYLES = ("low", "high")
+LOW_BAND_COMPONENTS = ("hair_mid", "hair_fringe", "hair_thick_mid", "hair_thick_fringe")
+
+
+def check_hairline(style: str) -> str:
+    if style not in HAIRLINE_STYLES:
+        raise ValueError(f"unknown hairline {style!r}; choose from {', '.join(HAIRLINE_STYLES)}")
+    return style
+
+
 # Hair geometry components (identity coefficients, in cm of displacement at mask = 1).
 HAIR_GEOMETRY = ("hair_thick_crown", "hair_thick_mid", "hair_thick_fringe", "hair_volume_top", "hair_volume_sides")
 

@@ -70,7 +70,7 @@ PHOTO_RESIDUAL = "photo_residual_"  # name prefix of the within-person residual 
 
 def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Path | None = None, scale: float = 1.0,
                      prior: str = DEFAULT_APPEARANCE_PRIOR, photo_residuals: bool = False,
-                     fit: str = DEFAULT_BASIS_FIT):
+                     fit: str = DEFAULT_BASIS_FIT, hairline: str = "low"):
     """The generator's appearance model for ``mode``:
 
     - ``procedural``: the hand-built basis of ``appearance.py``;
@@ -82,7 +82,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     ``prior`` (APPEARANCE_PRIORS) is how the learned coefficients are drawn. With
     ``photo_residuals`` the basis's within-person residual components come last (names
     ``photo_residual_i``, coefficient ~ N(0, 1) per photo); the identity prior leaves them at
-    0, for the generator to set per image."""
+    0, for the generator to set per image. ``hairline``: hair.py's HAIRLINE_STYLES."""
     if mode not in APPEARANCE_MODES:
         raise SynfaceError(f"unknown appearance mode {mode!r}; choose from {', '.join(APPEARANCE_MODES)}")
     check_appearance_prior(prior)
@@ -92,7 +92,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     if mode == "procedural" and photo_residuals:
         raise SynfaceError("photo residuals are learned from photos; appearance mode 'procedural' has none "
                            "(use learned or both)")
-    procedural = build_procedural_appearance(model)
+    procedural = build_procedural_appearance(model, hairline=hairline)
     if mode == "procedural":
         return procedural
     mesh = model.render_mesh()
@@ -122,7 +122,7 @@ def build_appearance(model: FaceModel, mode: str = "procedural", path: str | Pat
     mean = fill_uncovered(mean.reshape(h, w, 3), covered).reshape(-1, 3)
     learned_rows = atlas_rows(learned.basis)
     # Painted hair covers the learned skin, not the procedural one.
-    procedural = build_procedural_appearance(model, base=mean)
+    procedural = build_procedural_appearance(model, base=mean, hairline=hairline)
 
     basis = np.concatenate([learned_rows, procedural.basis.numpy()[keep_index]])
     prior_procedural = procedural.prior

@@ -48,3 +48,27 @@ def template(size: str | tuple[int, int] = (112, 96)) -> np.ndarray:
     pts = (TEMPLATE_112x96 + 0.5) * scale - 0.5
     pts[:, 0] += (w - _BASE_WIDTH * scale) / 2.0
     return pts
+
+
+# The inner face (brows to chin, cheek to cheek) as an ellipse in the template's own measures:
+# its centre sits this many eye-to-mouth distances below the eyes, and its half-axes are these
+# multiples of the eye distance (wide) and of the eye-to-mouth distance (high). With the
+# 112x96 template: centre (48, 73), half-axes 33 x 39 px, so brows and chin are inside and
+# hair, ears, neck and background are outside.
+INNER_FACE_CENTRE = 0.52
+INNER_FACE_HALF_WIDTH = 0.95
+INNER_FACE_HALF_HEIGHT = 0.95
+
+
+def inner_face_mask(size: str | tuple[int, int] = (112, 96)) -> np.ndarray:
+    """(h, w) bool: the pixels of an aligned crop of ``size`` that show the inner face."""
+    h, w = parse_size(size)
+    pts = template((h, w))
+    eyes, mouth = pts[:2].mean(0), pts[3:].mean(0)
+    eye_distance = float(np.linalg.norm(pts[1] - pts[0]))
+    eye_to_mouth = float(mouth[1] - eyes[1])
+    cx = (eyes[0] + mouth[0]) / 2
+    cy = eyes[1] + INNER_FACE_CENTRE * eye_to_mouth
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x - cx) / (INNER_FACE_HALF_WIDTH * eye_distance)) ** 2 + \
+        ((y - cy) / (INNER_FACE_HALF_HEIGHT * eye_to_mouth)) ** 2 <= 1.0

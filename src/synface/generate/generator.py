@@ -20,6 +20,7 @@ import torch
 from synface.errors import SynfaceError
 from synface.facemodel.appearance import GLASSES, glasses_row, with_components
 from synface.facemodel.basis import DEFAULT_BASIS_FIT, basis_fingerprint, check_basis_fit, default_basis_path
+from synface.facemodel.hair import LOW_BAND_COMPONENTS, check_hairline
 from synface.facemodel.learned import (DEFAULT_APPEARANCE, DEFAULT_APPEARANCE_PRIOR, PHOTO_RESIDUAL, build_appearance,
                                       ensure_basis)
 from synface.facemodel.latents import Latents, SamplerConfig, mirror_light, sample_attributes, sample_identity, sh_basis
@@ -98,6 +99,9 @@ class GeneratorConfig:
     # A trained realism refiner (generate/refiner.py) applied to every crop after rendering:
     # a weights file, or "default" (the cached one, trained on first use); None: no refiner.
     refiner: str | None = None
+    # Where hair starts (facemodel/hair.py: HAIRLINE_STYLES): "low", three bands, most people's
+    # hair 2.6 cm above the brows; "high", the crown band alone, a usual forehead.
+    hairline: str = "low"
 
 
 def ensure_generator_inputs(config: GeneratorConfig) -> None:
@@ -153,6 +157,8 @@ def generator_signature(config: GeneratorConfig) -> str:
         signature += f" light=photos:{scenes_fingerprint(config.scenes_path)}"
     if config.refiner:
         signature += f" refiner={refiner_fingerprint(config.refiner)}"
+    if config.hairline != "low":
+        signature += f" hairline={config.hairline}"
     return signature
 
 
@@ -168,7 +174,7 @@ class FaceGenerator:
         self.appearance = build_appearance(
             self.model, self.config.appearance, self.config.appearance_path, self.config.appearance_scale,
             self.config.appearance_prior, photo_residuals=self.config.sampler.photo_variation > 0,
-            fit=self.config.appearance_fit,
+            fit=self.config.appearance_fit, hairline=check_hairline(self.config.hairline),
         )
         h, w = self.size
         s = self.config.supersample
@@ -186,6 +192,9 @@ class FaceGenerator:
         self._refiner = load_refiner(self.config.refiner) if self.config.refiner else None
         # Appearance components that are hair (painted colour and shell volume).
         self.hair_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith("hair_")]
+        # What a high hairline leaves unused: the lower bands' paint and shell thickness.
+        self.low_band_columns = ([self.appearance.names.index(n) for n in LOW_BAND_COMPONENTS]
+                                 if self.config.hairline == "high" else [])
         self.residual_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith(PHOTO_RESIDUAL)]
         if self.config.sampler.glasses > 0:
             self.appearance = with_components(self.appearance, [GLASSES], glasses_row(self.model, self.appearance.size)[None])
@@ -268,6 +277,9 @@ class FaceGenerator:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             if sampler.hair_change > 0:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
+            if self.low_band_columns:
+                appearance = np.array(appearance, np.float32)
+                appearance[self.low_band_columns] = 0.0
             if self.config.background == FACE_ONLY:
                 # The photo's own hair frames the face: none is painted on the forehead.
                 appearance = np.array(appearance, np.float32)

@@ -75,14 +75,22 @@ class AugmentConfig:
     random_conv: float = field(default=0.0, metadata=ADDED_OPTION)  # random texture / colour filters (RandConv)
     # odd sizes, in pixels of the network input
     random_conv_kernels: tuple[int, ...] = field(default=(1, 3, 5, 7), metadata=ADDED_OPTION)
+    # unsharp masking: renders have less local contrast inside the face than photos
+    detail_boost: float = field(default=0.0, metadata=ADDED_OPTION)
+    detail_sigma: tuple[float, float] = field(default=(0.7, 2.0), metadata=ADDED_OPTION)  # px of the network input
+    detail_amount: tuple[float, float] = field(default=(0.3, 0.8), metadata=ADDED_OPTION)
+    # everything but the inner face (brows to chin) painted one flat colour
+    inner_face_only: float = field(default=0.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         for name in ("flip", "color_jitter", "motion_blur", "grayscale", "affine", "gamma", "white_balance",
-                     "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv"):
+                     "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv", "inner_face_only",
+                     "detail_boost"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], got {value}")
-        for name in ("affine_scale", "gamma_range", "downscale_range", "blur_sigma", "jpeg_quality", "erasing_scale"):
+        for name in ("affine_scale", "gamma_range", "downscale_range", "blur_sigma", "jpeg_quality", "erasing_scale",
+                     "detail_sigma", "detail_amount"):
             low, high = getattr(self, name)
             if not 0.0 < low <= high:
                 raise ValueError(f"augment.{name} must be (low, high) with 0 < low <= high, got {[low, high]}")

@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""How do aligned renders differ from aligned photos, as images? (issue 18, a probe)
+
+Statistics of the inner face (faces/templates.py: inner_face_mask, brows to chin) of
+``--images`` aligned 112x96 crops each from a generated dataset, the celeba-299 photos and
+the LFW photos: luminance contrast (std / mean), saturation (max - min channel), and the
+luminance energy of four spatial bands (difference of Gaussians, std / mean), which is how
+sharply eyes, brows, nostrils and lips stand out. A row for the dataset after the training
+augmentation's detail boost (train/augment.py: RandomDetailBoost at its default ranges, applied at the
+network's 56x48 input as in training, then compared at that size) shows how far it moves them.
+
+    python benchmarks/crop_statistics.py --dataset data/ab/demo-aefb0549108d \\
+        --json runs/bench/crop_statistics.json
+
+LFW is only looked at here, never fitted: the boost's range was set from celeba-299.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from synface.datasets.storage import read_dataset_info
+from synface.evaluate.pairs import load_benchmark
+from synface.faces.landmarks import read_landmarks
+from synface.faces.pipeline import aligned_crops
+from synface.faces.templates import inner_face_mask
+from synface.paths import data_path
+from synface.train.augment import RandomDetailBoost, augment
+from synface.train.config import AugmentConfig
+
+from common import write_result
+
+BANDS = ((0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0))  # Gaussian sigmas, pixels of a 112x96 crop
+
+
+def inner_face_statistics(crops: np.ndarray) -> dict:
+    """Medians over ``crops`` (N, h, w, 3 uint8) of the inner face's statistics; band sigmas
+    scale with the crop height."""
+    h, w = crops.shape[1:3]
+    mask = inner_face_mask((h, w))
+    scale = h / 112
+    images = crops.astype(np.float32) / 255
+    lum = images.mean(-1)
+    saturation = images.max(-1) - images.min(-1)
+    out = {"contrast": float(np.median([x[mask].std() / x[mask].mean() for x in lum])),
+           "saturation": float(np.median([s[mask].mean() for s in saturation]))}
+    for lo, hi in BANDS:
+        energy = [(gaussian_filter(x, lo * scale) - gaussian_filter(x, hi * scale))[mask].std() / x[mask].mean()
+                  for x in lum]
+        out[f"band_{lo:g}-{hi:g}px"] = float(np.median(energy))
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def dataset_crops(root: Path, count: int, rng: np.random.Generator) -> np.ndarray:
+    info = read_dataset_info(root)
+    shards = sorted((root / "shards").glob("shard-*[0-9].npy"))
+    if not shards:
+        raise FileNotFoundError(f"no shards under {root / 'shards'} ({info.get('name')})")
+    crops = np.concatenate([np.load(p, mmap_mode="r") for p in shards[:4]])
+    return np.asarray(crops[np.sort(rng.choice(len(crops), min(count, len(crops)), replace=False))])
+
+
+def photo_crops(root: Path, paths: list[str], landmarks: Path, count: int, rng: np.random.Generator) -> np.ndarray:
+    crops, _ = aligned_crops(root, paths, (112, 96), landmarks, desc=f"align {root.name}")
+    return np.asarray(crops[np.sort(rng.choice(len(crops), min(count, len(crops)), replace=False))])
+
+
+def boosted(crops: np.ndarray, size: tuple[int, int] = (56, 48)) -> tuple[np.ndarray, np.ndarray]:
+    """(crops at the network's input size, the same after a detail boost at every image),
+    each as uint8 for the statistics."""
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    config = AugmentConfig()
+    y = augment(RandomDetailBoost(config.detail_sigma, config.detail_amount, p=1.0), x.clone(), 0)
+    to_uint8 = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
+    return to_uint8(x), to_uint8(y)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="A generated dataset folder.")
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--json", type=Path, default=Path("runs/bench/crop_statistics.json"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    celeba = data_path("celeba-299")
+    lfw = load_benchmark("lfw")
+    sets = {
+        "renders": dataset_crops(args.dataset, args.images, rng),
+        "celeba-299": photo_crops(celeba, sorted(read_landmarks(celeba / "landmarks.txt")), celeba / "landmarks.txt",
+                                  args.images, rng),
+        "lfw": photo_crops(lfw.image_root, lfw.images, lfw.landmarks_file, args.images, rng),
+    }
+    rows = {name: inner_face_statistics(crops) for name, crops in sets.items()}
+    small, boost = boosted(sets["renders"])
+    rows["renders_56x48"] = inner_face_statistics(small)
+    rows["renders_56x48_detail_boost"] = inner_face_statistics(boost)
+    rows["celeba-299_56x48"] = inner_face_statistics(boosted(sets["celeba-299"])[0])
+    write_result(args.json, {"dataset": str(args.dataset), "images": args.images, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
