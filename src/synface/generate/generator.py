@@ -195,6 +195,9 @@ class FaceGenerator:
         # What a high hairline leaves unused: the lower bands' paint and shell thickness.
         self.low_band_columns = ([self.appearance.names.index(n) for n in LOW_BAND_COMPONENTS]
                                  if self.config.hairline == "high" else [])
+        # Hair every image goes without: for photos_face all of it (the photo's own hair frames
+        # the face, none is painted on the forehead), else what the hairline leaves unused.
+        self.hairless_columns = self.hair_columns if self.config.background == FACE_ONLY else self.low_band_columns
         self.residual_columns = [i for i, name in enumerate(self.appearance.names) if name.startswith(PHOTO_RESIDUAL)]
         if self.config.sampler.glasses > 0:
             self.appearance = with_components(self.appearance, [GLASSES], glasses_row(self.model, self.appearance.size)[None])
@@ -277,13 +280,9 @@ class FaceGenerator:
                 shape, appearance = identity_vectors[b, : len(shape)], identity_vectors[b, len(shape) :]
             if sampler.hair_change > 0:
                 appearance = self.maybe_change_hair(appearance, sampler.hair_change, namespace, ident, sample)
-            if self.low_band_columns:
+            if self.hairless_columns:
                 appearance = np.array(appearance, np.float32)
-                appearance[self.low_band_columns] = 0.0
-            if self.config.background == FACE_ONLY:
-                # The photo's own hair frames the face: none is painted on the forehead.
-                appearance = np.array(appearance, np.float32)
-                appearance[self.hair_columns] = 0.0
+                appearance[self.hairless_columns] = 0.0
             if sampler.photo_variation > 0:
                 appearance = self.with_photo_variation(appearance, sampler.photo_variation, namespace, ident, sample)
             if sampler.glasses > 0:
