@@ -7,12 +7,14 @@ the LFW photos: luminance contrast (std / mean), saturation (max - min channel),
 luminance energy of four spatial bands (difference of Gaussians, std / mean), which is how
 sharply eyes, brows, nostrils and lips stand out. A row for the dataset after the training
 augmentation's detail boost (train/augment.py: RandomDetailBoost at its default ranges, applied at the
-network's 56x48 input as in training, then compared at that size) shows how far it moves them.
+network's 56x48 input as in training, then compared at that size) shows how far it moves them, and
+one after its desaturation (RandomDesaturate at its default range) how far that moves the colour.
 
     python benchmarks/crop_statistics.py --dataset data/ab/demo-aefb0549108d \\
         --json runs/bench/crop_statistics.json
 
-LFW is only looked at here, never fitted: the boost's range was set from celeba-299.
+LFW is only looked at here, never fitted: the boost's and the desaturation's ranges were set from
+celeba-299.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from synface.faces.landmarks import read_landmarks
 from synface.faces.pipeline import aligned_crops
 from synface.faces.templates import inner_face_mask
 from synface.paths import data_path
-from synface.train.augment import RandomDetailBoost, augment
+from synface.train.augment import RandomDesaturate, RandomDetailBoost, augment
 from synface.train.config import AugmentConfig
 
 from common import write_result
@@ -70,15 +72,17 @@ def photo_crops(root: Path, paths: list[str], landmarks: Path, count: int, rng: 
     return np.asarray(crops[np.sort(rng.choice(len(crops), min(count, len(crops)), replace=False))])
 
 
-def boosted(crops: np.ndarray, size: tuple[int, int] = (56, 48)) -> tuple[np.ndarray, np.ndarray]:
-    """(crops at the network's input size, the same after a detail boost at every image),
-    each as uint8 for the statistics."""
+def at_input_size(crops: np.ndarray, size: tuple[int, int] = (56, 48)) -> dict[str, np.ndarray]:
+    """The crops at the network's input size, and the same after each of the augmentations
+    made to close a measured difference, at every image and at their default ranges; uint8
+    for the statistics."""
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
     x = torch.nn.functional.interpolate(x, size=size, mode="area")
     config = AugmentConfig()
-    y = augment(RandomDetailBoost(config.detail_sigma, config.detail_amount, p=1.0), x.clone(), 0)
+    changes = {"detail_boost": RandomDetailBoost(config.detail_sigma, config.detail_amount, p=1.0),
+               "desaturate": RandomDesaturate(config.desaturate_factor, p=1.0)}
     to_uint8 = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
-    return to_uint8(x), to_uint8(y)
+    return {"": to_uint8(x)} | {f"_{name}": to_uint8(augment(module, x.clone(), 0)) for name, module in changes.items()}
 
 
 def main() -> None:
@@ -97,10 +101,9 @@ def main() -> None:
         "lfw": photo_crops(lfw.image_root, lfw.images, lfw.landmarks_file, args.images, rng),
     }
     rows = {name: inner_face_statistics(crops) for name, crops in sets.items()}
-    small, boost = boosted(sets["renders"])
-    rows["renders_56x48"] = inner_face_statistics(small)
-    rows["renders_56x48_detail_boost"] = inner_face_statistics(boost)
-    rows["celeba-299_56x48"] = inner_face_statistics(boosted(sets["celeba-299"])[0])
+    for suffix, crops in at_input_size(sets["renders"]).items():
+        rows[f"renders_56x48{suffix}"] = inner_face_statistics(crops)
+    rows["celeba-299_56x48"] = inner_face_statistics(at_input_size(sets["celeba-299"])[""])
     write_result(args.json, {"dataset": str(args.dataset), "images": args.images, "rows": rows})
 
 

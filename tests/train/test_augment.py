@@ -9,7 +9,7 @@ from synface.train.augment import RandomConvolution, RandomDownscale, augment, b
 from synface.train.config import AugmentConfig
 
 FAMILIES = ("affine", "gamma", "white_balance", "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv",
-            "inner_face_only", "detail_boost")
+            "inner_face_only", "detail_boost", "desaturate")
 
 
 def faces(n: int = 8) -> torch.Tensor:
@@ -124,3 +124,25 @@ def test_detail_boost_raises_local_contrast_and_keeps_each_images_level():
     assert detail(out) > 1.3 * detail(x)
     torch.testing.assert_close(out.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=0.01, rtol=0)
     assert torch.equal(RandomDetailBoost((1.0, 1.5), (0.5, 0.5), p=0.0)(x), x)
+
+
+def test_desaturate_scales_each_images_saturation_by_its_factor_and_keeps_its_luma():
+    from synface.train.augment import RandomDesaturate
+
+    x = faces(6)
+    out = RandomDesaturate((0.7, 0.95), p=1.0)(x)
+    ratio = (out.amax(1) - out.amin(1)).sum((1, 2)) / (x.amax(1) - x.amin(1)).sum((1, 2))
+    assert ((ratio > 0.7 - 1e-4) & (ratio < 0.95 + 1e-4)).all(), ratio
+    assert ratio.std() > 0.01, "one factor per image, not one per batch"
+    # each pixel's ratio is its image's factor: the colour moves along its own line to grey
+    per_pixel = (out.amax(1) - out.amin(1)) / (x.amax(1) - x.amin(1)).clamp_min(1e-3)
+    strong = (x.amax(1) - x.amin(1)) > 0.1
+    torch.testing.assert_close(per_pixel[strong], ratio[:, None, None].expand_as(per_pixel)[strong], atol=1e-3, rtol=0)
+    luma = torch.tensor(RandomDesaturate.LUMA)[None, :, None, None]
+    torch.testing.assert_close((out * luma).sum(1), (x * luma).sum(1), atol=1e-5, rtol=0)
+    assert torch.equal(RandomDesaturate((0.7, 0.95), p=0.0)(x), x)
+
+
+def test_desaturate_factor_above_one_is_refused():
+    with pytest.raises(ValueError, match="desaturate_factor"):
+        AugmentConfig(desaturate_factor=(0.8, 1.2))

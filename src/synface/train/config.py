@@ -79,21 +79,27 @@ class AugmentConfig:
     detail_boost: float = field(default=0.0, metadata=ADDED_OPTION)
     detail_sigma: tuple[float, float] = field(default=(0.7, 2.0), metadata=ADDED_OPTION)  # px of the network input
     detail_amount: tuple[float, float] = field(default=(0.3, 0.8), metadata=ADDED_OPTION)
+    # colour moved towards grey: renders are more saturated inside the face than photos
+    desaturate: float = field(default=0.0, metadata=ADDED_OPTION)
+    desaturate_factor: tuple[float, float] = field(default=(0.7, 0.95), metadata=ADDED_OPTION)  # of the saturation
     # everything but the inner face (brows to chin) painted one flat colour
     inner_face_only: float = field(default=0.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         for name in ("flip", "color_jitter", "motion_blur", "grayscale", "affine", "gamma", "white_balance",
                      "downscale", "gaussian_blur", "jpeg", "noise", "erasing", "random_conv", "inner_face_only",
-                     "detail_boost"):
+                     "detail_boost", "desaturate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], got {value}")
         for name in ("affine_scale", "gamma_range", "downscale_range", "blur_sigma", "jpeg_quality", "erasing_scale",
-                     "detail_sigma", "detail_amount"):
+                     "detail_sigma", "detail_amount", "desaturate_factor"):
             low, high = getattr(self, name)
             if not 0.0 < low <= high:
                 raise ValueError(f"augment.{name} must be (low, high) with 0 < low <= high, got {[low, high]}")
+        if self.desaturate_factor[1] > 1.0:
+            raise ValueError(f"augment.desaturate_factor scales the saturation down: at most 1, got "
+                             f"{list(self.desaturate_factor)}")
         if not 0.0 < self.downscale_range[1] <= 1.0 or self.jpeg_quality[1] > 100 or self.erasing_scale[1] >= 1.0:
             raise ValueError("augment: downscale_range within (0, 1], jpeg_quality within (0, 100], "
                              "erasing_scale below 1")
