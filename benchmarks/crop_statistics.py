@@ -72,17 +72,24 @@ def photo_crops(root: Path, paths: list[str], landmarks: Path, count: int, rng: 
     return np.asarray(crops[np.sort(rng.choice(len(crops), min(count, len(crops)), replace=False))])
 
 
-def at_input_size(crops: np.ndarray, size: tuple[int, int] = (56, 48)) -> dict[str, np.ndarray]:
-    """The crops at the network's input size, and the same after each of the augmentations
-    made to close a measured difference, at every image and at their default ranges; uint8
-    for the statistics."""
+def at_input_size(crops: np.ndarray, size: tuple[int, int] = (56, 48)) -> torch.Tensor:
+    """Uint8 crops (N, h, w, 3) brought to the network's input size as training does, as
+    float (N, 3, h, w) in [0, 1]."""
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    return torch.nn.functional.interpolate(x, size=size, mode="area")
+
+
+def as_uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def with_each_matching_augmentation(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``images`` after each augmentation made to close a measured difference, applied to
+    every image at its default range."""
     config = AugmentConfig()
     changes = {"detail_boost": RandomDetailBoost(config.detail_sigma, config.detail_amount, p=1.0),
                "desaturate": RandomDesaturate(config.desaturate_factor, p=1.0)}
-    to_uint8 = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
-    return {"": to_uint8(x)} | {f"_{name}": to_uint8(augment(module, x.clone(), 0)) for name, module in changes.items()}
+    return {name: augment(module, images.clone(), 0) for name, module in changes.items()}
 
 
 def main() -> None:
@@ -101,9 +108,11 @@ def main() -> None:
         "lfw": photo_crops(lfw.image_root, lfw.images, lfw.landmarks_file, args.images, rng),
     }
     rows = {name: inner_face_statistics(crops) for name, crops in sets.items()}
-    for suffix, crops in at_input_size(sets["renders"]).items():
-        rows[f"renders_56x48{suffix}"] = inner_face_statistics(crops)
-    rows["celeba-299_56x48"] = inner_face_statistics(at_input_size(sets["celeba-299"])[""])
+    renders = at_input_size(sets["renders"])
+    rows["renders_56x48"] = inner_face_statistics(as_uint8(renders))
+    for name, changed in with_each_matching_augmentation(renders).items():
+        rows[f"renders_56x48_{name}"] = inner_face_statistics(as_uint8(changed))
+    rows["celeba-299_56x48"] = inner_face_statistics(as_uint8(at_input_size(sets["celeba-299"])))
     write_result(args.json, {"dataset": str(args.dataset), "images": args.images, "rows": rows})
 
 

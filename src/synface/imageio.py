@@ -9,8 +9,9 @@ from PIL import Image, UnidentifiedImageError
 
 from synface.errors import DataNotFoundError, ImageReadError
 
-# ITU-R BT.601 luma, the weights PIL's "L" conversion uses.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# ITU-R BT.601 luma, the weights PIL's "L" conversion uses; every luma in the project takes them from here.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
 
 
 def read_rgb(path: str | Path, grayscale: bool = False) -> np.ndarray:

@@ -138,7 +138,9 @@ def test_desaturate_scales_each_images_saturation_by_its_factor_and_keeps_its_lu
     per_pixel = (out.amax(1) - out.amin(1)) / (x.amax(1) - x.amin(1)).clamp_min(1e-3)
     strong = (x.amax(1) - x.amin(1)) > 0.1
     torch.testing.assert_close(per_pixel[strong], ratio[:, None, None].expand_as(per_pixel)[strong], atol=1e-3, rtol=0)
-    luma = torch.tensor(RandomDesaturate.LUMA)[None, :, None, None]
+    from synface.imageio import LUMA_WEIGHTS
+
+    luma = torch.tensor(LUMA_WEIGHTS)[None, :, None, None]
     torch.testing.assert_close((out * luma).sum(1), (x * luma).sum(1), atol=1e-5, rtol=0)
     assert torch.equal(RandomDesaturate((0.7, 0.95), p=0.0)(x), x)
 

@@ -52,7 +52,7 @@ from synface.facemodel.latents import canonical_illumination, sh_basis
 from synface.facemodel.model import FaceModel, RenderMesh, area_weighted_normals
 from synface.faces.dense_landmarks import Landmarks68
 from synface.faces.landmarks import find_landmark_file, read_landmarks
-from synface.imageio import read_rgb
+from synface.imageio import LUMA_WEIGHTS, read_rgb
 from synface.render.gl import ValueRasterizer, rasterize_in_uv
 
 LEARNED_REGIONS = ("face", "head_neck")
@@ -63,7 +63,7 @@ ASSUMED_SKIN = np.array([0.74, 0.57, 0.47])  # albedo assumed when fitting light
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    return rgb @ np.array(LUMA_WEIGHTS)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from synface.imageio import LUMA_WEIGHTS
 from synface.train.config import AugmentConfig
 
 
@@ -108,8 +109,6 @@ class RandomDesaturate(nn.Module):
     benchmarks/crop_statistics.py): the config's default range (0.7-0.95) centres on that
     ratio, 0.81, set from celeba-299."""
 
-    LUMA = (0.299, 0.587, 0.114)
-
     def __init__(self, factor: tuple[float, float], p: float) -> None:
         super().__init__()
         self.factor, self.p = factor, p
@@ -118,7 +117,7 @@ class RandomDesaturate(nn.Module):
         n = len(x)
         chosen = torch.rand(n) < self.p
         factors = torch.empty(n).uniform_(*self.factor).to(x)[:, None, None, None]
-        grey = (x * torch.tensor(self.LUMA).to(x)[None, :, None, None]).sum(1, keepdim=True)
+        grey = (x * torch.tensor(LUMA_WEIGHTS).to(x)[None, :, None, None]).sum(1, keepdim=True)
         return torch.where(chosen.to(x.device)[:, None, None, None], grey + factors * (x - grey), x)
 
 
