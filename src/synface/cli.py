@@ -593,7 +593,10 @@ def ab(
     default: Optional[str] = typer.Option(None, help="The lever today's defaults equal (marked in the report)."),
     workers: int = typer.Option(2, min=1),
     sheet: Optional[Path] = typer.Option(None, help="Only draw a PNG: a row of the same faces per generator lever."),
-    render: bool = typer.Option(False, "--render", help="Only re-render STEM.md (and real_baseline.md) from STEM.json."),
+    render: bool = typer.Option(False, "--render", help="Only re-render STEM.md (and real_baseline.md) from STEM.json "
+                                "(with --default: first name the row today's defaults equal)."),
+    evidence: Optional[Path] = typer.Option(None, help="With --render --default: the stem of the A/B report (often "
+                                            "of more seeds) that chose the default; the report quotes it."),
     gpu_row: Optional[list[Path]] = typer.Option(None, "--gpu-row", help="Only add the GPU-scale row to STEM.json from "
                                                  "benchmarks/gpu_scale.sh's records: one seed<k> folder per seed."),
 ) -> None:
@@ -605,8 +608,10 @@ def ab(
             row = add_gpu_row(report, gpu_row)
             console.print(f"{row['lever']} (gpu): LFW {100 * row['lfw_mean']:.2f} %; report: {report.with_suffix('.md')}")
             return
+        if evidence is not None and not render:
+            raise typer.BadParameter("--evidence goes with --render --default", param_hint="--evidence")
         if render:
-            rerender(report)
+            rerender(report, default, None if evidence is None else str(evidence))
             console.print(f"report: {report.with_suffix('.md')}")
             return
         if not levers:

@@ -5,6 +5,7 @@ import pytest
 
 import synface.experiments.ab as ab
 from synface.config import ConfigError
+from synface.errors import DataNotFoundError, SynfaceError
 
 
 def test_levers_run_per_seed_share_data_resume_and_report(tmp_path, monkeypatch, data_root):
@@ -203,15 +204,59 @@ def test_levers_are_measured_on_the_demo_spec_as_it_was_before_the_ab(data_root)
     from synface.datasets.spec import load_spec
     from synface.experiments.appearance_ab import ab_base_spec
 
-    assert load_spec("demo").sampler.photo_variation == 0.5  # today's demo default
+    demo = load_spec("demo")
+    assert demo.sampler.photo_variation == 0.5 and demo.hairline == "high"  # today's demo defaults
     base = ab.plan_run(ab.load_lever("aug_occlusion"), 0)[0]
     won = ab.plan_run(ab.load_lever("gen_photo_variation_weak"), 0)[0]
+    high = ab.plan_run(ab.load_lever("gen_hairline_high"), 0)[0]
     assert base.sampler.photo_variation == 0.0 and won.sampler.photo_variation == 0.5
-    assert "photo_variation" not in json.dumps(key_dict(base))  # finished runs keep their keys
+    assert base.hairline == won.hairline == "low" and high.hairline == "high"
+    for name in ("photo_variation", "hairline"):  # finished runs keep their keys
+        assert name not in json.dumps(key_dict(base))
     # The appearance A/B's procedural arm has no photo residuals: valid only on the base.
     assert ab_base_spec("demo", appearance="procedural").sampler.photo_variation == 0.0
     with pytest.raises(ValueError, match="photo_variation"):
         replace(load_spec("demo"), appearance="procedural")
+
+
+def _report_row(lever: str, accs: list[float], generator: str = "g basis=a") -> dict:
+    """A synthetic A/B row as run_ab writes it."""
+    import statistics
+    return {"lever": lever, "description": "", "spec": {}, "train": {}, "lfw_per_seed": accs,
+            "lfw_mean": statistics.mean(accs), "lfw_std": statistics.stdev(accs), "seeds": list(range(len(accs))),
+            "data": "synthetic", "faces_per_s": None, "steps": 276, "images": 6000, "dlib": None,
+            "generator": generator, "command": f"synface ab {lever}"}
+
+
+def test_a_default_chosen_on_more_seeds_quotes_the_report_that_chose_it(tmp_path):
+    budget = {"base_spec": "demo", "budget": {}, "seeds": [0, 1]}
+    four = [_report_row("old", [0.7887, 0.7772, 0.7827, 0.7752]), _report_row("new", [0.7952, 0.7807, 0.7852, 0.7892]),
+            _report_row("both", [0.7893, 0.7877, 0.7850, 0.7870])]
+    (tmp_path / "seeds.json").write_text(json.dumps({"rows": four, **budget, "seeds": [0, 1, 2, 3], "default": "old"}))
+    two = [_report_row("old", [0.7887, 0.7772]), _report_row("new", [0.7952, 0.7807])]
+    (tmp_path / "t.json").write_text(json.dumps({"rows": two, **budget, "default": "old"}))
+    ab.rerender(tmp_path / "t", default="new", evidence=str(tmp_path / "seeds"))
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["default"] == "new" and saved["default_evidence"] == str(tmp_path / "seeds")
+    text = (tmp_path / "t.md").read_text()
+    assert "Today's defaults equal **new** (78.79 ± 1.03 %)" in text
+    assert (f"It was chosen on seeds 0, 1, 2, 3 in `{tmp_path / 'seeds.md'}`: new 78.76 ± 0.62 % there, "
+            "against **old** (78.09 ± 0.61 %): +0.66 points, outside the larger seed spread (0.62) by 0.05: a marginal "
+            "result; against **both** (78.72 ± 0.18 %): +0.03 points, inside the larger seed spread (0.62): not a result."
+            ) in text
+    assert "Inside the spread (not a result): old" in text  # this report's own two seeds say less
+    # A later A/B on the same budget keeps the evidence while the default stays.
+    merged = ab.merge_earlier_rows({"rows": two[:1], **budget, "default": None}, tmp_path / "t.json")
+    assert merged["default"] == "new" and merged["default_evidence"] == str(tmp_path / "seeds")
+    # Another default without evidence drops it; evidence that does not hold the default is refused.
+    assert "default_evidence" not in ab.with_default(saved, "old", None)
+    with pytest.raises(SynfaceError, match="no row 'new'"):
+        (tmp_path / "other.json").write_text(json.dumps({"rows": four[:1], **budget}))
+        ab.rerender(tmp_path / "t", default="new", evidence=str(tmp_path / "other"))
+    with pytest.raises(DataNotFoundError, match="missing.json"):
+        ab.rerender(tmp_path / "t", default="new", evidence=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="no row 'nobody'"):
+        ab.rerender(tmp_path / "t", default="nobody")
 
 
 def test_a_new_default_says_why_it_won_over_the_earlier_defaults():

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from synface.experiments.demo import run_demo
 
 
@@ -49,6 +51,31 @@ def test_a_demo_folder_from_an_older_generator_is_regenerated_and_retrained(tmp_
     assert stale_generator(data, spec) == "hair-shell-1 appearance=learned"
     replace_stale_run(spec, data, out)
     assert not data.exists() and not out.exists()
+
+
+def test_a_demo_folder_of_an_older_demo_spec_is_regenerated_and_another_spec_is_refused(tmp_path, data_root):
+    from dataclasses import replace
+
+    from synface.datasets.build import prepare_output
+    from synface.datasets.spec import load_spec, resolve_spec
+    from synface.errors import SynfaceError
+    from synface.experiments.demo import replace_stale_run
+
+    spec = resolve_spec(load_spec("demo"))
+    data, out = tmp_path / "data", tmp_path / "run"
+    prepare_output(data, replace(spec, hairline="low"))  # the demo before a default changed
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"trained on the old spec's images")
+    replace_stale_run(spec, data, out)
+    assert not data.exists() and not out.exists()
+    prepare_output(data, spec)  # the current spec starts afresh
+    other = resolve_spec(load_spec("syn1"))
+    theirs = tmp_path / "theirs"
+    prepare_output(theirs, other)
+    replace_stale_run(spec, theirs, out)  # another spec altogether: not ours to delete
+    assert (theirs / "spec.yaml").is_file()
+    with pytest.raises(SynfaceError, match="holds a different dataset"):
+        prepare_output(theirs, spec)
 
 
 def test_the_report_says_first_when_a_time_budget_cut_training_short():

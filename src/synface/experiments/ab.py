@@ -31,7 +31,7 @@ from synface.datasets.build import VALIDATION_SPLIT, generator_config
 from synface.datasets.spec import DatasetSpec, resolve_spec
 from synface.errors import DataNotFoundError, SynfaceError
 from synface.datasets.real import import_identity_folder
-from synface.experiments.appearance_ab import AB_OVERRIDES, AB_SPEC_BASE, ab_base_spec
+from synface.experiments.appearance_ab import AB_OVERRIDES, AB_SPEC_BASE, AB_SPEC_FIELDS_BASE, ab_base_spec
 from synface.experiments.demo import generate_train_evaluate, train_evaluate
 from synface.facemodel.basis import basis_fingerprint, default_basis_path
 from synface.generate.generator import ensure_generator_inputs, generator_signature
@@ -210,18 +210,37 @@ def write_reports(summary: dict, report: Path) -> None:
         (report.parent / "real_baseline.md").write_text(render_real_baseline(summary, real, report))
 
 
-def rerender(report: str | Path) -> dict:
-    """Render the Markdown reports again from ``report``.json alone (nothing is run)."""
+def rerender(report: str | Path, default: str | None = None, evidence: str | None = None) -> dict:
+    """Render the Markdown reports again from ``report``.json alone (nothing is run); with
+    ``default`` (and ``evidence``, the stem of the report that chose it) the JSON first names
+    the row today's defaults now equal."""
     report = Path(report)
     path = report.with_suffix(".json")
     if not path.is_file():
         raise DataNotFoundError(f"A/B report not found: {path}; run `synface ab LEVER ...` first")
     summary = read_report(path)
+    if default is not None or evidence is not None:
+        summary = with_default(summary, default, evidence)
+        path.write_text(json.dumps(summary, indent=2) + "\n")
     try:
         write_reports(summary, report)
     except (KeyError, TypeError) as exc:
         raise SynfaceError(f"{path}: not a readable A/B report ({exc!r})") from exc
     return summary
+
+
+def with_default(summary: dict, default: str | None, evidence: str | None) -> dict:
+    """``summary`` naming ``default`` as the row today's defaults equal, chosen by the report
+    ``evidence`` (a stem; None: by this report's own rows). A new default without evidence
+    drops the old default's evidence."""
+    default = default if default is not None else summary.get("default")
+    if default is None or default not in {r["lever"] for r in summary["rows"]}:
+        raise ConfigError(f"no row {default!r} in this report to make the default")
+    if evidence is not None:
+        evidence_reading(default, evidence)  # refused now, not at the next render
+    elif default != summary.get("default"):
+        summary = {k: v for k, v in summary.items() if k != "default_evidence"}
+    return {**summary, "default": default, **({"default_evidence": str(evidence)} if evidence is not None else {})}
 
 
 def read_report(path: Path, hint: str = "") -> dict:
@@ -292,6 +311,8 @@ def merge_earlier_rows(summary: dict, earlier_file: Path) -> dict:
     rows += list(fresh.values())
     default = summary["default"] if summary["default"] is not None else earlier.get("default")
     merged = {**summary, "rows": rows, "default": default}
+    if earlier.get("default_evidence") and default == earlier.get("default"):
+        merged["default_evidence"] = earlier["default_evidence"]
     if earlier.get("gpu_rows"):
         merged["gpu_rows"] = earlier["gpu_rows"]
     return merged
@@ -333,11 +354,22 @@ def versus(row: dict, base: dict | None) -> str:
     larger of the two seed spreads (then it is not a result)."""
     if base is None or row is base or row["lfw_mean"] is None or base["lfw_mean"] is None:
         return "—"
-    diff = 100 * (row["lfw_mean"] - base["lfw_mean"])
+    diff, spread = lead_and_spread(row, base)
     if not same_faces(row, base):
         return f"{diff:+.2f} (other basis)"
-    spread = 100 * max(row["lfw_std"] or 0.0, base["lfw_std"] or 0.0)
     return f"{diff:+.2f}" + (" (inside spread)" if abs(diff) <= spread else "")
+
+
+# A difference that clears the larger seed spread by less than this share of it is called
+# marginal.
+MARGINAL = 0.25
+
+
+def lead_and_spread(row: dict, other: dict) -> tuple[float, float]:
+    """The points by which ``row``'s LFW mean leads ``other``'s, and the larger of their two
+    seed spreads (points): a difference inside that spread is not a result."""
+    return (100 * (row["lfw_mean"] - other["lfw_mean"]),
+            100 * max(row["lfw_std"] or 0.0, other["lfw_std"] or 0.0))
 
 
 def same_faces(a: dict, b: dict) -> bool:
@@ -365,7 +397,7 @@ def render_report(summary: dict) -> str:
         "# Transfer A/B: which generator and training options make synthetic faces teach real ones?",
         "",
         f"Budget, equal for every row: dataset spec `{summary['base_spec']}` ({first['images']} images) as it was "
-        f"before this A/B (sampler {json.dumps(AB_SPEC_BASE)}) with each "
+        f"before this A/B (sampler {json.dumps(AB_SPEC_BASE)}, {json.dumps(AB_SPEC_FIELDS_BASE)}) with each "
         f"lever's changes, the `cpu` preset as it was before this A/B ({json.dumps(TRANSFER_BASE)}) with "
         f"{json.dumps(summary['budget'])} ({first['steps']} steps), "
         f"synthetic only; seeds {', '.join(map(str, summary['seeds']))} (generator and training). LFW: 10 folds, "
@@ -701,18 +733,19 @@ def default_decision(summary: dict) -> str:
     earlier = next((r for r in summary["rows"] if "baseline" in (r["lever"], r.get("earlier_of"))
                     and r["lfw_mean"] is not None and same_faces(r, base)), None)
     if earlier is not None and earlier is not base:
-        gain = 100 * (base["lfw_mean"] - earlier["lfw_mean"])
-        spread = 100 * max(base["lfw_std"] or 0, earlier["lfw_std"] or 0)
+        gain, spread = lead_and_spread(base, earlier)
         against = f"(**{earlier['lever']}**, {_pct(earlier['lfw_mean'])} ± {_pct(earlier['lfw_std'])} %)"
         if gain > spread:
             margin = f"; it clears the larger seed spread ({spread:.2f}) by only {gain - spread:.2f}: with two " \
-                     "seeds, a marginal result" if gain - spread < 0.25 * spread else ""
+                     "seeds, a marginal result" if gain - spread < MARGINAL * spread else ""
             text.append(f"It became the default as the best lever over the earlier defaults {against}: "
                         f"{gain:+.2f} points{margin}.")
         else:
             text.append(f"It was made the default as the best lever over the earlier defaults {against}, but in "
                         f"these rows it leads them by {gain:+.2f} points, inside the larger seed spread "
                         f"({spread:.2f}): not a result. The measurement that chose it is not confirmed here.")
+    if summary.get("default_evidence"):
+        text.append(evidence_reading(base["lever"], summary["default_evidence"]))
     if better:
         text.append("Better than it, outside the seed spread: " + ", ".join(
             f"{r['lever']} ({versus(r, base)})" for r in sorted(better, key=lambda r: -r["lfw_mean"])) + ".")
@@ -726,6 +759,31 @@ def default_decision(summary: dict) -> str:
         text.append("Not compared with it, being rendered with another appearance basis: "
                     + ", ".join(r["lever"] for r in elsewhere) + ".")
     return " ".join(text)
+
+
+def evidence_reading(lever: str, evidence: str) -> str:
+    """What the report that chose the default (``evidence``, an A/B report stem, usually of more
+    seeds) measured: the default's row there against each other row on its faces."""
+    path = Path(evidence).with_suffix(".json")
+    if not path.is_file():
+        raise DataNotFoundError(f"the report that chose the default is not found: {path}")
+    rows = synthetic_rows(read_report(path)["rows"])
+    chosen = next((r for r in rows if r["lever"] == lever), None)
+    if chosen is None:
+        raise SynfaceError(f"{path}: no row {lever!r}, so it did not choose that default")
+    readings = []
+    for r in rows:
+        if r is chosen or not same_faces(r, chosen) or r["lfw_mean"] is None:
+            continue
+        diff, spread = lead_and_spread(chosen, r)
+        verdict = (f"outside the larger seed spread ({spread:.2f}) by {abs(diff) - spread:.2f}"
+                   + (": a marginal result" if abs(diff) - spread < MARGINAL * spread else "")
+                   if abs(diff) > spread else f"inside the larger seed spread ({spread:.2f}): not a result")
+        readings.append(f"against **{r['lever']}** ({_pct(r['lfw_mean'])} ± {_pct(r['lfw_std'])} %): "
+                        f"{diff:+.2f} points, {verdict}")
+    seeds = ", ".join(map(str, chosen["seeds"]))
+    return (f"It was chosen on seeds {seeds} in `{path.with_suffix('.md')}`: {chosen['lever']} "
+            f"{_pct(chosen['lfw_mean'])} ± {_pct(chosen['lfw_std'])} % there, " + "; ".join(readings) + ".")
 
 
 def render_real_baseline(summary: dict, real: list[dict], report: Path) -> str:

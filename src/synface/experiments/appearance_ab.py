@@ -27,15 +27,18 @@ COMMAND = "synface appearance ab"
 # The demo's budget, without its wall-clock safety net: a run slowed by other work on the
 # machine must still train every epoch, or the budgets would differ.
 AB_OVERRIDES = {k: v for k, v in DEMO_OVERRIDES.items() if k != "time_budget_min"}
-# Sampler options an A/B later made the demo spec's default, off as they were when the A/Bs
-# began: every lever is measured on one base, and the finished runs keep their keys.
+# Options an A/B later made the demo spec's default, as they were when the A/Bs began
+# (sampler options, then spec fields): every lever is measured on one base, and the finished
+# runs keep their keys.
 AB_SPEC_BASE = {"photo_variation": 0.0}
+AB_SPEC_FIELDS_BASE = {"hairline": "low"}
 
 
 def ab_base_spec(name: str, **changes) -> DatasetSpec:
-    """The dataset spec ``name`` on the A/Bs' base (``AB_SPEC_BASE``), with ``changes``."""
+    """The dataset spec ``name`` on the A/Bs' base (``AB_SPEC_BASE``, ``AB_SPEC_FIELDS_BASE``),
+    with ``changes``."""
     spec = load_spec(name)
-    return replace(spec, sampler=replace(spec.sampler, **AB_SPEC_BASE), **changes)
+    return replace(spec, sampler=replace(spec.sampler, **AB_SPEC_BASE), **{**AB_SPEC_FIELDS_BASE, **changes})
 
 
 def run_appearance_ab(

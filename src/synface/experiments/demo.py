@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from synface.config import ConfigError, load_yaml
 from synface.datasets.build import generate_dataset, generate_validation_split, generator_config, stale_generator
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError
@@ -89,17 +90,33 @@ def run_demo(
 
 
 def replace_stale_run(spec: DatasetSpec, data: Path, out: Path) -> None:
-    """An experiment's own data folder rendered by an older generator is deleted, with the
-    run trained on it: its images can never match new ones and the model learned from them,
-    so resuming either would mix two generators. (``synface generate`` refuses instead: a
-    user's dataset is theirs to delete.)"""
+    """An experiment's own data folder rendered by an older generator, or holding an older
+    version of the same spec (a default changed since), is deleted, with the run trained on
+    it: its images can never match new ones and the model learned from them, so resuming
+    either would mix two datasets. (``synface generate`` refuses instead: a user's dataset is
+    theirs to delete; so is a folder holding another spec altogether.)"""
     made_by = stale_generator(data, spec)
-    if made_by is None:
+    if made_by is not None:
+        why = f"was rendered by an older generator ({made_by})"
+    elif older_version_of_spec(data, spec):
+        why = f"holds an older version of the {spec.name!r} spec"
+    else:
         return
-    tqdm.write(f"{data} was rendered by an older generator ({made_by}): regenerating it and retraining {out}")
+    tqdm.write(f"{data} {why}: regenerating it and retraining {out}")
     shutil.rmtree(data)
     if out.is_dir():
         shutil.rmtree(out)
+
+
+def older_version_of_spec(data: Path, spec: DatasetSpec) -> bool:
+    """Whether ``data`` holds a dataset of ``spec``'s name whose spec differs from it."""
+    spec_file = data / "spec.yaml"
+    if not spec_file.is_file() or spec_file.read_text() == spec.to_yaml():
+        return False
+    try:
+        return load_yaml(spec_file).get("name") == spec.name
+    except ConfigError:
+        return False  # not a spec we wrote: prepare_output refuses it by name
 
 
 def generate_train_evaluate(
