@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from synface.config import ConfigError, load_yaml
 from synface.datasets.spec import DatasetSpec, ImagePlan, load_spec, plan_images, read_spec, resolve_spec
 from synface.datasets.storage import (
     NOT_WRITTEN,
@@ -121,6 +122,18 @@ def stale_generator(root: Path, spec: DatasetSpec) -> str | None:
         return None
     made_by = recorded_generator(root)
     return None if made_by == generator_signature(generator_config(spec)) else made_by
+
+
+def older_version_of_spec(root: Path, spec: DatasetSpec) -> bool:
+    """Whether ``root`` holds a dataset of ``spec``'s name whose spec differs from it (a
+    default of the spec changed since it was made)."""
+    spec_file = root / "spec.yaml"
+    if not spec_file.is_file() or spec_file.read_text() == spec.to_yaml():
+        return False
+    try:
+        return load_yaml(spec_file).get("name") == spec.name
+    except ConfigError:
+        return False  # not a spec we wrote: prepare_output refuses it by name
 
 
 def prepare_output(root: Path, spec: DatasetSpec) -> None:

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synface.config import ConfigError, load_yaml
-from synface.datasets.build import generate_dataset, generate_validation_split, generator_config, stale_generator
+from synface.datasets.build import (
+    generate_dataset, generate_validation_split, generator_config, older_version_of_spec, stale_generator,
+)
 from synface.datasets.spec import DatasetSpec, load_spec, resolve_spec
 from synface.errors import DataNotFoundError
 from synface.evaluate.benchmark import evaluate_model
@@ -106,17 +107,6 @@ def replace_stale_run(spec: DatasetSpec, data: Path, out: Path) -> None:
     shutil.rmtree(data)
     if out.is_dir():
         shutil.rmtree(out)
-
-
-def older_version_of_spec(data: Path, spec: DatasetSpec) -> bool:
-    """Whether ``data`` holds a dataset of ``spec``'s name whose spec differs from it."""
-    spec_file = data / "spec.yaml"
-    if not spec_file.is_file() or spec_file.read_text() == spec.to_yaml():
-        return False
-    try:
-        return load_yaml(spec_file).get("name") == spec.name
-    except ConfigError:
-        return False  # not a spec we wrote: prepare_output refuses it by name
 
 
 def generate_train_evaluate(
